@@ -1,0 +1,227 @@
+"""The gradient attack family: FGSM/FGM, BIM, PGD and MI-FGSM, for linf, l2 and l1.
+
+They are one algorithm with different settings (steps, step size, random start, momentum),
+so one loop serves them all. The loop works on the whole batch, drops samples from the
+working set as soon as they are broken (early stop), and keeps each sample's best point
+across restarts.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rampart.attacks.base import Attack, BatchOutcome
+from rampart.attacks.losses import get_loss, is_success, margin
+from rampart.attacks.lp import clip_to_bounds, project, random_start, step_direction
+from rampart.errors import ConfigError
+from rampart.models import Classifier
+
+
+class IterativeGradientAttack(Attack):
+    """Projected steepest ascent on a loss, with optional random start, restarts and momentum.
+
+    Args:
+        steps: gradient steps per restart.
+        step_size: absolute step size; by default ``rel_step_size * eps``.
+        rel_step_size: step size as a fraction of eps, used when ``step_size`` is None;
+            by default ``2.5 / steps``, so the walk can cross the ball and come back.
+        restarts: runs from new random starts; later runs only attack samples still robust.
+        random_start: start from a uniform point of the eps-ball instead of the input.
+        loss: ``"ce"`` (cross-entropy) or ``"margin"`` (Carlini-Wagner margin).
+        momentum: decay of the accumulated, l1-normalised gradient (MI-FGSM); 0 disables it.
+        early_stop: stop working on a sample once it is broken.
+        l1_sparsity: for l1 steps, the fraction of coordinates left untouched per step.
+        seed: seeds random starts and random targets.
+    """
+
+    name = "iterative"
+
+    def __init__(
+        self,
+        steps: int = 40,
+        step_size: float | None = None,
+        rel_step_size: float | None = None,
+        restarts: int = 1,
+        random_start: bool = True,
+        loss: str = "ce",
+        momentum: float = 0.0,
+        early_stop: bool = True,
+        l1_sparsity: float = 0.99,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(seed=seed)
+        if steps < 1:
+            raise ConfigError(f"steps must be at least 1, got {steps}.")
+        if restarts < 1:
+            raise ConfigError(f"restarts must be at least 1, got {restarts}.")
+        if step_size is not None and step_size <= 0:
+            raise ConfigError(f"step_size must be positive, got {step_size}.")
+        if rel_step_size is None:
+            rel_step_size = 2.5 / steps
+        if rel_step_size <= 0:
+            raise ConfigError(f"rel_step_size must be positive, got {rel_step_size}.")
+        if momentum < 0:
+            raise ConfigError(f"momentum must be >= 0, got {momentum}.")
+        if not 0.0 <= l1_sparsity < 1.0:
+            raise ConfigError(f"l1_sparsity must be in [0, 1), got {l1_sparsity}.")
+        get_loss(loss)
+        self.steps = int(steps)
+        self.step_size = step_size
+        self.rel_step_size = float(rel_step_size)
+        self.restarts = int(restarts)
+        self.random_start = bool(random_start)
+        self.loss = loss
+        self.momentum = float(momentum)
+        self.early_stop = bool(early_stop)
+        self.l1_sparsity = float(l1_sparsity)
+
+    def _attack_batch(
+        self,
+        model: Classifier,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        targets: torch.Tensor | None,
+        norm: str,
+        eps: float,
+        generator: torch.Generator,
+    ) -> BatchOutcome:
+        n = x.shape[0]
+        best_x = x.clone()
+        best_logits = torch.full((n, model.num_classes), float("nan"), device=x.device)
+        best_margin = torch.full((n,), float("-inf"), device=x.device)
+        broken = torch.zeros(n, dtype=torch.bool, device=x.device)
+        queries = torch.zeros(n, dtype=torch.long, device=x.device)
+        for _ in range(self.restarts):
+            todo = (~broken).nonzero().flatten()
+            if todo.numel() == 0:
+                break
+            x_adv, logits, won = self._run_once(
+                model, x[todo], y[todo], None if targets is None else targets[todo],
+                norm, eps, generator, queries, todo,
+            )
+            score = margin(logits, y[todo], None if targets is None else targets[todo])
+            score = torch.where(won, torch.full_like(score, float("inf")), score)
+            better = score > best_margin[todo]
+            keep = todo[better]
+            best_x[keep] = x_adv[better]
+            best_logits[keep] = logits[better]
+            best_margin[keep] = score[better]
+            broken[todo[won]] = True
+        return BatchOutcome(x_adv=best_x, adv_logits=best_logits, queries=queries)
+
+    def _run_once(
+        self,
+        model: Classifier,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        targets: torch.Tensor | None,
+        norm: str,
+        eps: float,
+        generator: torch.Generator,
+        queries: torch.Tensor,
+        rows: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One run from one start; returns each sample's final (or first broken) point."""
+        loss_fn = get_loss(self.loss)
+        alpha = self.step_size if self.step_size is not None else self.rel_step_size * eps
+        bounds = model.bounds
+        out_x = x.clone()
+        out_logits = torch.zeros(x.shape[0], model.num_classes, device=x.device)
+        won_all = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+
+        delta = random_start(x, norm, eps, generator) if self.random_start else torch.zeros_like(x)
+        delta = clip_to_bounds(x, project(delta, norm, eps), bounds)
+        velocity = torch.zeros_like(x) if self.momentum > 0 else None
+        active = torch.arange(x.shape[0], device=x.device)  # rows of x still being attacked
+        xa, ya = x, y
+        ta = targets
+        for step in range(self.steps + 1):
+            last = step == self.steps
+            delta.requires_grad_(not last)
+            with torch.enable_grad():
+                logits = model.logits(xa + delta)
+            queries[rows[active]] += 1
+            won = is_success(logits.detach(), ya, ta) & ~won_all[active]
+            if last or bool(won.any()):
+                record = torch.ones_like(won) if last else won
+                record = record & ~won_all[active]
+                out_x[active[record]] = (xa + delta).detach()[record]
+                out_logits[active[record]] = logits.detach()[record]
+                won_all[active[won]] = True
+            if last:
+                break
+            grad = torch.autograd.grad(loss_fn(logits, ya, ta).sum(), delta)[0]
+            if self.early_stop and bool(won.any()):
+                keep = ~won
+                active, xa, ya, grad = active[keep], xa[keep], ya[keep], grad[keep]
+                delta = delta.detach()[keep]
+                ta = None if ta is None else ta[keep]
+                velocity = None if velocity is None else velocity[keep]
+                if active.numel() == 0:
+                    break
+            delta = delta.detach()
+            if velocity is not None:
+                l1 = grad.abs().reshape(grad.shape[0], -1).sum(dim=1).clamp_min(1e-12)
+                velocity = self.momentum * velocity + grad / l1.reshape(-1, *[1] * (grad.ndim - 1))
+                grad = velocity
+            direction = step_direction(grad, norm, xa + delta, bounds, self.l1_sparsity)
+            delta = clip_to_bounds(xa, project(delta + alpha * direction, norm, eps), bounds)
+        return out_x, out_logits, won_all
+
+
+class PGD(IterativeGradientAttack):
+    """Projected gradient descent (Madry et al., 2018): random start, 40 steps of 2.5*eps/steps."""
+
+    name = "pgd"
+
+
+class BIM(IterativeGradientAttack):
+    """Basic iterative method (Kurakin et al., 2017): PGD from the clean input, eps/steps steps."""
+
+    name = "bim"
+
+    def __init__(
+        self, steps: int = 10, rel_step_size: float | None = None, **kwargs: object
+    ) -> None:
+        kwargs.setdefault("random_start", False)
+        rel = rel_step_size if rel_step_size is not None else 1.0 / steps
+        super().__init__(steps=steps, rel_step_size=rel, **kwargs)  # type: ignore[arg-type]
+
+
+class FGSM(IterativeGradientAttack):
+    """Fast gradient sign method (Goodfellow et al., 2015); FGM for l2 and l1.
+
+    One step of size eps along the steepest-ascent direction. With ``random_start`` it is
+    R+FGSM, taking a step of ``rel_step_size * eps`` from a random point.
+    """
+
+    name = "fgsm"
+
+    def __init__(
+        self,
+        loss: str = "ce",
+        random_start: bool = False,
+        rel_step_size: float = 1.0,
+        seed: int = 0,
+        l1_sparsity: float = 0.99,
+    ) -> None:
+        super().__init__(
+            steps=1, rel_step_size=rel_step_size, restarts=1, random_start=random_start,
+            loss=loss, early_stop=False, l1_sparsity=l1_sparsity, seed=seed,
+        )
+
+
+class MIFGSM(IterativeGradientAttack):
+    """Momentum iterative FGSM (Dong et al., 2018): 10 steps of eps/10, decay 1.0."""
+
+    name = "mi-fgsm"
+
+    def __init__(
+        self, steps: int = 10, momentum: float = 1.0, rel_step_size: float | None = None,
+        **kwargs: object,
+    ) -> None:
+        kwargs.setdefault("random_start", False)
+        rel = rel_step_size if rel_step_size is not None else 1.0 / steps
+        super().__init__(
+            steps=steps, rel_step_size=rel, momentum=momentum, **kwargs  # type: ignore[arg-type]
+        )

@@ -1,0 +1,48 @@
+"""Attacks by name, for the CLI and config files."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from rampart.attacks.base import Attack
+from rampart.attacks.gradient import BIM, FGSM, MIFGSM, PGD
+from rampart.errors import ConfigError
+
+ATTACKS: dict[str, type[Attack]] = {
+    "fgsm": FGSM,
+    "fgm": FGSM,
+    "bim": BIM,
+    "pgd": PGD,
+    "mi-fgsm": MIFGSM,
+}
+
+
+def make_attack(name: str, **options: Any) -> Attack:
+    """Build an attack by name; options the attack does not take are a clear error."""
+    key = name.strip().lower().replace("_", "-")
+    if key == "mifgsm":
+        key = "mi-fgsm"
+    if key not in ATTACKS:
+        raise ConfigError(f"unknown attack {name!r}; choose one of {', '.join(ATTACKS)}.")
+    cls = ATTACKS[key]
+    accepted = _accepted_options(cls)
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ConfigError(
+            f"{key} does not take {', '.join(unknown)}; it accepts {', '.join(sorted(accepted))}."
+        )
+    return cls(**options)
+
+
+def _accepted_options(cls: type[Attack]) -> set[str]:
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass is object or "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters.values()
+        names |= {p.name for p in params if p.kind is p.KEYWORD_ONLY or
+                  p.kind is p.POSITIONAL_OR_KEYWORD}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break  # this constructor does not forward to its parent
+    return names - {"self"}
