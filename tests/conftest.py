@@ -9,6 +9,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 import rampart
+from rampart.attacks.lp import lp_norm
 from rampart.train import fit
 from rampart.zoo import digits_cnn
 
@@ -53,3 +54,26 @@ def tiny_mlp(in_features: int = 12, classes: int = 4, seed: int = 0) -> nn.Modul
 def make_mlp():
     """The ``tiny_mlp`` factory, for tests that build many small models."""
     return tiny_mlp
+
+
+def assert_valid_result(model: rampart.Classifier, x: torch.Tensor, y: torch.Tensor,
+                        result: rampart.AttackResult, eps: float | None) -> None:
+    """Every attack's contract: inside the eps-ball (when there is one) and the input bounds,
+    norms reported truthfully, and ``success`` exactly the attack's goal on ``x_adv``."""
+    norm = result.threat.norm
+    delta = result.x_adv - x
+    if eps is not None:
+        assert torch.all(lp_norm(delta, norm) <= eps * (1 + 1e-4) + 1e-5)
+    assert torch.allclose(result.norms, lp_norm(delta, norm), atol=1e-5)
+    lo, hi = model.bounds
+    assert result.x_adv.min() >= lo - 1e-6 and result.x_adv.max() <= hi + 1e-6
+    preds = model.predict(result.x_adv)
+    assert torch.equal(preds, result.adv_predictions)
+    goal = preds != y if result.targets is None else preds == result.targets
+    assert torch.equal(goal, result.success)
+
+
+@pytest.fixture(scope="session")
+def check_result():
+    """``assert_valid_result`` as a fixture, for property tests of any attack."""
+    return assert_valid_result

@@ -2,10 +2,13 @@
 
 import math
 
+import numpy as np
+import pytest
 import torch
 
 from rampart import ThreatModel, metrics
 from rampart.attacks import AttackResult
+from rampart.errors import ConfigError
 
 
 def _result(clean, adv, success, norms, as_numpy=False):
@@ -52,3 +55,25 @@ def test_nothing_to_attack():
     r = _result(clean=[1, 1], adv=[1, 1], success=[True, True], norms=[0.0, 0.0])
     assert math.isnan(metrics.attack_success_rate(r))
     assert metrics.perturbation_stats(r)["count"] == 0
+
+
+def test_minimum_norm_results_answer_at_any_eps():
+    r = _result(clean=[0, 0, 0, 1], adv=[1, 2, 0, 1], success=[True, True, False, True],
+                norms=[0.1, 0.5, 0.0, 0.0])
+    r.minimum_norm = True
+    r.threat = ThreatModel(eps=[0.2, 0.6])
+    assert metrics.robust_accuracy(r, 0.05) == 0.75  # nothing broken yet; sample 3 was wrong
+    assert metrics.robust_accuracy(r, 0.2) == 0.5
+    assert metrics.robust_accuracy(r, 0.6) == 0.25
+    assert metrics.accuracy_curve(r, [0.05, 0.2, 0.6]) == [(0.05, 0.75), (0.2, 0.5), (0.6, 0.25)]
+    assert np.allclose(metrics.minimal_perturbations(r), [0.1, 0.5])
+    assert metrics.summarize(r, 0.2)["attack_success_rate"] == 1 / 3
+
+
+def test_fixed_budget_results_refuse_other_eps():
+    r = _result(clean=[0], adv=[1], success=[True], norms=[0.3])
+    assert metrics.robust_accuracy(r, 0.3) == 0.0
+    with pytest.raises(ConfigError, match="cannot answer for eps=0.1"):
+        metrics.robust_accuracy(r, 0.1)
+    with pytest.raises(ConfigError, match="minimum-norm"):
+        metrics.accuracy_curve(r, [0.1])

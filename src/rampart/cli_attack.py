@@ -80,19 +80,23 @@ def run_attack_command(request: AttackRequest, progress: Progress | None = None)
     x = torch.as_tensor(dataset.x)
     y = torch.as_tensor(dataset.y)
     rows, saved = [], []
+    # A minimum-norm attack runs once and answers for every eps; others run once per eps.
+    runs = [threat] if attack.minimum_norm else [threat.at(eps) for eps in threat.eps_values]
     task = None
     if progress is not None:
-        task = progress.add_task(f"{attack.name}", total=len(dataset) * len(threat.eps_values))
-    for eps in threat.eps_values:
+        task = progress.add_task(attack.name, total=len(dataset) * len(runs))
+    for run in runs:
         if progress is not None and task is not None:
-            progress.update(task, description=f"{attack.name} {threat.norm} eps={eps:g}")
+            progress.update(task, description=f"{attack.name} {run.describe()}")
         result = attack(
-            model, x, y, threat.at(eps),
+            model, x, y, run,
             progress=None if task is None else lambda n: progress.advance(task, n),  # type: ignore[union-attr]
         )
-        rows.append(metrics.summarize(result))
+        for eps in run.eps_values:
+            rows.append(metrics.summarize(result, eps))
         if request.save_adv is not None:
-            saved.append(str(_save(result, request.save_adv, eps, len(threat.eps_values) > 1)))
+            several = len(runs) > 1
+            saved.append(str(_save(result, request.save_adv, run.eps_values[0], several)))
 
     last = max(rows, key=lambda r: r["eps"])
     return {

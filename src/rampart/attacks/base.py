@@ -39,12 +39,15 @@ class Attack:
     """Base class of all attacks.
 
     Subclasses set ``name``, the norms they support and the knowledge they need, and
-    implement ``_attack_batch``.
+    implement ``_attack_batch``. A minimum-norm attack sets ``minimum_norm = True``: it
+    searches for the smallest perturbation instead of respecting a budget, runs once for a
+    threat with several eps values, and receives the largest eps only as a hint.
     """
 
     name: str = "attack"
     norms: tuple[str, ...] = ("linf", "l2", "l1")
     knowledge: tuple[str, ...] = ("white-box",)
+    minimum_norm: bool = False
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = int(seed)
@@ -74,7 +77,7 @@ class Attack:
         ``progress`` is called with the number of samples finished after each batch.
         """
         self._check_setup(model, threat)
-        eps = threat.single_eps
+        eps = max(threat.eps_values) if self.minimum_norm else threat.single_eps
         xt, was_numpy = model.to_tensor(x)
         model.check_inputs(xt)
         yt = model.to_labels(y, xt.shape[0])
@@ -113,6 +116,7 @@ class Attack:
             runtime=runtime,
             attack=self.name,
             threat=threat,
+            minimum_norm=self.minimum_norm,
         )
         return result.numpy() if was_numpy else result
 

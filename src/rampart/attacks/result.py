@@ -25,6 +25,9 @@ class AttackResult:
         targets: target labels for a targeted attack, else ``None``.
         runtime: wall-clock seconds for the whole call.
         attack: the attack's name; threat: the threat model it ran under.
+        minimum_norm: True when ``norms`` are the smallest perturbations the attack found
+            (no budget was imposed), so the result answers "robust at eps?" for any eps
+            (``rampart.metrics.robust_accuracy(result, eps)``).
     """
 
     x_adv: Any
@@ -38,6 +41,7 @@ class AttackResult:
     runtime: float
     attack: str
     threat: ThreatModel
+    minimum_norm: bool = False
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
