@@ -136,10 +136,12 @@ def _fmt(value: Any, pct: bool = False) -> str:
 
 def _print_attack_table(report: dict[str, Any]) -> None:
     threat = report["threat"]
-    table = Table(title=f"{report['attack']} on {report['data']} ({report['samples']} samples), "
-                  f"{threat['norm']}, seed {report['seed']}",
-                  caption="clean / robust: accuracy; success: share of correctly classified "
-                  "samples the attack broke; queries: model calls per sample")
+    table = Table(
+        title=f"{report['attack']}, {threat['norm']}, {report['samples']} samples",
+        caption=f"data {report['data']}, seed {report['seed']}. clean / robust: accuracy; "
+        "success: share of correctly classified samples the attack broke; queries: model "
+        "calls per sample",
+    )
     for column in ("eps", "clean", "robust", "success", "median norm", "queries", "time s"):
         table.add_column(column, justify="right")
     for row in report["results"]:

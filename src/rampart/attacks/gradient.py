@@ -12,7 +12,7 @@ import torch
 
 from rampart.attacks.base import Attack, BatchOutcome
 from rampart.attacks.losses import get_loss, is_success, margin
-from rampart.attacks.lp import clip_to_bounds, project, random_start, step_direction
+from rampart.attacks.lp import FeasibleSet, random_start, step_direction
 from rampart.errors import ConfigError
 from rampart.models import Classifier
 
@@ -121,51 +121,60 @@ class IterativeGradientAttack(Attack):
         queries: torch.Tensor,
         rows: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One run from one start; returns each sample's final (or first broken) point."""
+        """One run from one start; returns each sample's final (or first broken) point.
+
+        The loop does one forward and backward per step and a few elementwise passes; all
+        bookkeeping on indices happens only when samples leave the working set.
+        """
         loss_fn = get_loss(self.loss)
         alpha = self.step_size if self.step_size is not None else self.rel_step_size * eps
-        bounds = model.bounds
         out_x = x.clone()
         out_logits = torch.zeros(x.shape[0], model.num_classes, device=x.device)
         won_all = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        spent = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
 
-        delta = random_start(x, norm, eps, generator) if self.random_start else torch.zeros_like(x)
-        delta = clip_to_bounds(x, project(delta, norm, eps), bounds)
+        feasible = FeasibleSet(x, norm, eps, model.bounds)
+        start = random_start(x, norm, eps, generator) if self.random_start else 0.0
+        x_adv = feasible.project(x + start)
         velocity = torch.zeros_like(x) if self.momentum > 0 else None
         active = torch.arange(x.shape[0], device=x.device)  # rows of x still being attacked
-        xa, ya = x, y
-        ta = targets
+        ya, ta = y, targets
         for step in range(self.steps + 1):
             last = step == self.steps
-            delta.requires_grad_(not last)
+            x_adv.requires_grad_(not last)
             with torch.enable_grad():
-                logits = model.logits(xa + delta)
-            queries[rows[active]] += 1
-            won = is_success(logits.detach(), ya, ta) & ~won_all[active]
+                logits = model.logits(x_adv)
+            won = is_success(logits.detach(), ya, ta)
+            if not self.early_stop:
+                won &= ~won_all[active]  # keep each sample's first adversarial point
             if last or bool(won.any()):
-                record = torch.ones_like(won) if last else won
-                record = record & ~won_all[active]
-                out_x[active[record]] = (xa + delta).detach()[record]
+                record = ~won_all[active] if last else won
+                out_x[active[record]] = x_adv.detach()[record]
                 out_logits[active[record]] = logits.detach()[record]
                 won_all[active[won]] = True
             if last:
                 break
-            grad = torch.autograd.grad(loss_fn(logits, ya, ta).sum(), delta)[0]
+            grad = torch.autograd.grad(loss_fn(logits, ya, ta).sum(), x_adv)[0]
+            x_adv = x_adv.detach()
             if self.early_stop and bool(won.any()):
+                spent[active[won]] = step + 1
                 keep = ~won
-                active, xa, ya, grad = active[keep], xa[keep], ya[keep], grad[keep]
-                delta = delta.detach()[keep]
+                active, x_adv, ya, grad = active[keep], x_adv[keep], ya[keep], grad[keep]
+                feasible = feasible.subset(keep)
                 ta = None if ta is None else ta[keep]
                 velocity = None if velocity is None else velocity[keep]
                 if active.numel() == 0:
                     break
-            delta = delta.detach()
             if velocity is not None:
                 l1 = grad.abs().reshape(grad.shape[0], -1).sum(dim=1).clamp_min(1e-12)
                 velocity = self.momentum * velocity + grad / l1.reshape(-1, *[1] * (grad.ndim - 1))
                 grad = velocity
-            direction = step_direction(grad, norm, xa + delta, bounds, self.l1_sparsity)
-            delta = clip_to_bounds(xa, project(delta + alpha * direction, norm, eps), bounds)
+            direction = step_direction(
+                grad, norm, x_adv if norm == "l1" else None, model.bounds, self.l1_sparsity
+            )
+            x_adv = feasible.project(x_adv.add_(direction, alpha=alpha))
+        spent[active] = step + 1
+        queries[rows] += spent
         return out_x, out_logits, won_all
 
 

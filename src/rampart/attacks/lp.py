@@ -150,3 +150,37 @@ def clip_to_bounds(
 ) -> torch.Tensor:
     """The part of ``delta`` that keeps ``x + delta`` inside the input bounds."""
     return (x + delta).clamp(bounds[0], bounds[1]) - x
+
+
+class FeasibleSet:
+    """The eps-ball around ``x`` intersected with the input bounds, for iterative attacks.
+
+    For linf the set is a box, so its limits are computed once and each projection is one
+    clamp; for l2 and l1 a point is projected onto the ball and then clipped to the bounds
+    (clipping only shrinks coordinates, so the result stays in the ball).
+    """
+
+    def __init__(
+        self, x: torch.Tensor, norm: str, eps: float | torch.Tensor, bounds: tuple[float, float]
+    ) -> None:
+        self.x, self.norm, self.eps, self.bounds = x, norm, eps, bounds
+        if norm == "linf":
+            radius = eps if isinstance(eps, float | int) else _per_sample(eps, x)
+            self.lower = (x - radius).clamp_min(bounds[0])
+            self.upper = (x + radius).clamp_max(bounds[1])
+
+    def project(self, x_adv: torch.Tensor) -> torch.Tensor:
+        """The closest feasible point (in place for linf)."""
+        if self.norm == "linf":
+            return x_adv.clamp_(self.lower, self.upper)
+        return self.x + clip_to_bounds(self.x, project(x_adv - self.x, self.norm, self.eps),
+                                       self.bounds)
+
+    def subset(self, keep: torch.Tensor) -> FeasibleSet:
+        """The same set restricted to the samples selected by the boolean mask ``keep``."""
+        eps = self.eps if isinstance(self.eps, float | int) else self.eps[keep]
+        subset = FeasibleSet.__new__(FeasibleSet)
+        subset.x, subset.norm, subset.eps, subset.bounds = self.x[keep], self.norm, eps, self.bounds
+        if self.norm == "linf":
+            subset.lower, subset.upper = self.lower[keep], self.upper[keep]
+        return subset
