@@ -86,7 +86,8 @@ def attack(
     data: str = typer.Option("digits", "--data", "-d", help="digits, mnist:DIR, cifar10:DIR, "
                              "npz:FILE or folder:DIR."),
     attack_name: str = typer.Option("pgd", "--attack", "-a",
-                                    help="fgsm, bim, pgd or mi-fgsm."),
+                                    help="fgsm, bim, pgd, mi-fgsm, apgd-ce, apgd-dlr, apgd-t, "
+                                    "cw, deepfool, fab or square."),
     norm: str = typer.Option("linf", "--norm", help="linf, l2 or l1."),
     eps: str = typer.Option(..., "--eps", help="Budget, or several separated by commas."),
     targeted: str = typer.Option("false", "--targeted",

@@ -5,8 +5,13 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from rampart.attacks.apgd import APGDCE, APGDDLR, APGDT
 from rampart.attacks.base import Attack
+from rampart.attacks.cw import CarliniWagnerL2
+from rampart.attacks.deepfool import DeepFool
+from rampart.attacks.fab import FAB
 from rampart.attacks.gradient import BIM, FGSM, MIFGSM, PGD
+from rampart.attacks.square import Square
 from rampart.errors import ConfigError
 
 ATTACKS: dict[str, type[Attack]] = {
@@ -15,6 +20,13 @@ ATTACKS: dict[str, type[Attack]] = {
     "bim": BIM,
     "pgd": PGD,
     "mi-fgsm": MIFGSM,
+    "apgd-ce": APGDCE,
+    "apgd-dlr": APGDDLR,
+    "apgd-t": APGDT,
+    "cw": CarliniWagnerL2,
+    "deepfool": DeepFool,
+    "fab": FAB,
+    "square": Square,
 }
 
 
