@@ -23,8 +23,12 @@ test: lint
 	$(PY) -m pytest -q
 
 # Peers we compare against are optional extras, never runtime dependencies.
+# torchattacks declares torchvision, which has no CPU build here (it would pull CUDA torch);
+# its attacks import without it, so it goes in with --no-deps plus what it really needs.
 $(BENCH_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,bench]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,bench]" tqdm requests
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps torchattacks==3.5.1
+	$(PY) -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)

@@ -5,6 +5,8 @@ Nothing here is part of the rampart package; it only uses its public API.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import json
 import os
@@ -22,6 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+try:
+    import resource
+except ImportError:  # not on Unix
+    resource = None  # type: ignore[assignment]
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -142,38 +149,183 @@ def freeze(net: nn.Module) -> nn.Module:
 # ---------------------------------------------------------------- timing
 
 
+def _busy_cpu_seconds() -> float | None:
+    """CPU seconds every process on the machine has spent busy since boot (Linux only)."""
+    try:
+        fields_ = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    values = [int(v) for v in fields_]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    guest = sum(values[8:10])  # already counted in user/nice
+    return (sum(values) - idle - guest) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_usage() -> tuple[float, float, int]:
+    """This process's (user + system CPU seconds, system CPU seconds, minor page faults)."""
+    if resource is None:
+        return time.process_time(), 0.0, 0
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime, u.ru_stime, u.ru_minflt
+
+
+@dataclass
+class Measurement:
+    """One run: wall-clock seconds, this process's CPU use, and CPU seconds used by others."""
+
+    wall_s: float
+    own_cpu_s: float
+    sys_cpu_s: float
+    page_faults: int
+    foreign_cpu_s: float | None
+
+    def foreign_share(self, cores: int) -> float | None:
+        """Share of the machine's capacity other processes used during the run."""
+        if self.foreign_cpu_s is None or self.wall_s <= 0:
+            return None
+        return max(0.0, self.foreign_cpu_s) / (self.wall_s * cores)
+
+
+def measure(fn: Callable[[], Any]) -> tuple[Any, Measurement]:
+    """Run ``fn`` once; its output and how long it took (and what else ran meanwhile)."""
+    busy0, (cpu0, sys0, faults0) = _busy_cpu_seconds(), _own_usage()
+    started = time.perf_counter()
+    output = fn()
+    wall = time.perf_counter() - started
+    busy1, (cpu1, sys1, faults1) = _busy_cpu_seconds(), _own_usage()
+    own = cpu1 - cpu0
+    foreign = None if busy0 is None or busy1 is None else (busy1 - busy0) - own
+    return output, Measurement(wall, own, sys1 - sys0, faults1 - faults0, foreign)
+
+
+# ---------------------------------------------------------------- memory allocator
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
+MMAP_THRESHOLD = 32 * 2**20  # glibc's largest allowed value on 64-bit
+TRIM_THRESHOLD = 2**31 - 1
+
+
+def keep_freed_memory() -> dict[str, Any]:
+    """Ask glibc's malloc to reuse freed memory instead of handing it back to the kernel.
+
+    By default glibc serves large blocks (the activations of a batch) with fresh ``mmap``s
+    and returns them on ``free``, so every forward/backward pass page-faults its buffers in
+    again and the kernel zeroes them: on a small CPU machine that can be half of the time,
+    and how much depends on the allocation history, so timings jump between runs. With
+    blocks below 32 MiB kept in the heap and the heap never trimmed, that cost disappears
+    for every method alike. Linux with glibc only; elsewhere nothing is changed.
+    """
+    if not sys.platform.startswith("linux"):
+        return {"applied": False, "reason": f"not Linux ({sys.platform})"}
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError) as exc:
+        return {"applied": False, "reason": f"no glibc mallopt ({exc})"}
+    ok = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )
+    return {"applied": ok, "M_MMAP_THRESHOLD": MMAP_THRESHOLD, "M_TRIM_THRESHOLD": TRIM_THRESHOLD,
+            **({} if ok else {"reason": "mallopt refused the settings"})}
+
+
+def wait_for_quiet(cores: int, share: float, timeout_s: float) -> bool:
+    """Sleep until other processes use at most ``share`` of the CPUs over one second.
+
+    Returns False when the machine stayed busy for ``timeout_s`` (or load is unknown).
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        busy0 = _busy_cpu_seconds()
+        if busy0 is None:
+            return False
+        time.sleep(1.0)
+        busy1 = _busy_cpu_seconds()
+        if busy1 is not None and (busy1 - busy0) / cores <= share:
+            return True
+    return False
+
+
 @dataclass
 class Timed:
-    """One benchmarked method: its wall-clock times and the output of its last run."""
+    """One benchmarked method: its timed runs and the output of its last run.
+
+    ``disturbed`` holds timed runs thrown away because other processes competed for the
+    CPUs meanwhile; they are kept for the record.
+    """
 
     name: str
     run: Callable[[], Any]
-    times: list[float] = field(default_factory=list)
-    warmup_s: float | None = None
+    optional: bool = False  # a failing optional method is dropped, not fatal
+    error: str | None = None
+    runs: list[Measurement] = field(default_factory=list)
+    disturbed: list[Measurement] = field(default_factory=list)
+    warmup: Measurement | None = None
     output: Any = None
+
+    @property
+    def times(self) -> list[float]:
+        return [r.wall_s for r in self.runs]
 
     @property
     def median(self) -> float:
         return statistics.median(self.times)
 
 
-def round_robin(methods: Sequence[Timed], reps: int, log: Callable[[str], None] = print) -> None:
+def round_robin(
+    methods: Sequence[Timed],
+    reps: int,
+    cores: int,
+    quiet_share: float = 0.05,
+    retries: int = 2,
+    patience_s: float = 180.0,
+    log: Callable[[str], None] = print,
+) -> None:
     """One untimed warm-up run of each method, then ``reps`` timed rounds, interleaved.
 
-    Interleaving spreads slow drift of the machine (thermal, other load) over all methods
-    instead of penalising whichever ran last.
+    Interleaving (with the starting method rotating from round to round) spreads slow drift
+    of the machine over all methods instead of penalising whichever runs at a bad moment.
+    On a shared machine another process taking a core slows a run that uses every core
+    several-fold, so a timed run during which other processes used more than ``quiet_share``
+    of the CPUs is set aside and, after waiting (up to a minute) for the machine to calm
+    down, run again, at most ``retries`` times; the last try counts whatever its load. After
+    ``patience_s`` seconds spent on set-aside runs and waiting, every run counts as it comes.
+    Every line shows the share of the CPUs other processes used meanwhile.
     """
+    spent = 0.0
+
+    def line(label: str, m: Timed, r: Measurement, note: str = "") -> str:
+        share = r.foreign_share(cores)
+        other = "" if share is None else f"   other processes {100 * share:3.0f}% of the CPUs"
+        return f"  {label:<11} {m.name:<32} {r.wall_s:8.2f} s{other}{note}"
+
     for m in methods:
-        started = time.perf_counter()
-        m.output = m.run()
-        m.warmup_s = time.perf_counter() - started
-        log(f"  warm-up  {m.name:<28} {m.warmup_s:8.2f} s")
+        try:
+            m.output, m.warmup = measure(m.run)
+        except Exception as exc:
+            if not m.optional:
+                raise
+            m.error = f"failed in its warm-up run ({type(exc).__name__}: {exc})"
+            log(f"  warm-up     {m.name:<32} {m.error}; dropped")
+            continue
+        log(line("warm-up", m, m.warmup))
+    methods = [m for m in methods if m.error is None]
     for rep in range(reps):
-        for m in methods:
-            started = time.perf_counter()
-            m.output = m.run()
-            m.times.append(time.perf_counter() - started)
-            log(f"  round {rep + 1}/{reps} {m.name:<28} {m.times[-1]:8.2f} s")
+        order = [*methods[rep % len(methods):], *methods[:rep % len(methods)]]
+        for m in order:
+            for attempt in range(retries + 1):
+                m.output, r = measure(m.run)
+                share = r.foreign_share(cores)
+                last = attempt == retries or spent >= patience_s
+                if share is None or share <= quiet_share or last:
+                    m.runs.append(r)
+                    log(line(f"round {rep + 1}/{reps}", m, r))
+                    break
+                m.disturbed.append(r)
+                log(line(f"round {rep + 1}/{reps}", m, r, "  -> disturbed, retrying"))
+                waited = time.monotonic()
+                wait_for_quiet(cores, quiet_share, timeout_s=min(60.0, patience_s - spent))
+                spent += r.wall_s + time.monotonic() - waited
 
 
 # ---------------------------------------------------------------- environment
@@ -188,14 +340,18 @@ def available_cores() -> int:
 
 
 def cpu_model() -> str:
-    """The CPU's marketing name, as precise as the OS tells it."""
+    """The CPU's name as the OS tells it, with family/model numbers where the name is vague."""
+    info: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip().lower(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    name = info.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in info and "model" in info:
+        name += f" (family {info['cpu family']}, model {info['model']})"
+    return name
 
 
 def package_version(dist: str) -> str | None:

@@ -11,7 +11,10 @@ settings: linf, eps 0.3, 40 steps of 0.01, one random start. Measured are
 * torchattacks, foolbox and ART, each skipped with a printed reason when not installed.
 
 One untimed warm-up run of each method comes first, then ``--reps`` timed rounds,
-interleaved; the median is reported. Results go to ``--out`` as JSON.
+interleaved; the median is reported. A run during which other processes competed for the
+CPUs is set aside and run again (see ``_common.round_robin``), and glibc is asked to keep
+freed memory for reuse (``--system-malloc`` to opt out; see BENCHMARKS.md for why).
+Results go to ``--out`` as JSON.
 
 Usage:
     .venv/bin/python benchmarks/attack_throughput.py [--quick] [--threads N] [--data DIR]
@@ -20,6 +23,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import warnings
 from collections.abc import Callable
@@ -43,6 +47,7 @@ from _common import (  # noqa: E402
     cached_model,
     environment,
     freeze,
+    keep_freed_memory,
     load_mnist,
     mnist_split,
     package_version,
@@ -59,6 +64,7 @@ PEER_DISTS = {"torchattacks": "torchattacks", "foolbox": "foolbox",
 TRAIN_RECIPE = {"epochs": 3, "batch_size": 64, "lr": 1e-3, "seed": 0}
 AGREEMENT_PP = 1.0  # robust accuracies of all PGD implementations must agree this closely
 TARGET_VS_RAW = 0.95
+NOISY_SHARE = 0.05  # other processes above this share of the CPUs make a run suspect
 
 
 class SkipPeer(Exception):
@@ -77,15 +83,23 @@ class Setup:
         self.eps, self.alpha, self.steps = args.eps, args.step_size, args.steps
         self.batch_size, self.seed = args.batch_size, args.seed
         self.batches = list(zip(x.split(self.batch_size), y.split(self.batch_size), strict=True))
+        # One random start per sample in the eps-ball: where the raw limit takes its gradients.
+        noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(self.seed))
+        self.x_start = (x + (2 * noise - 1) * self.eps).clamp(0.0, 1.0)
 
 
 def raw_limit(s: Setup) -> Callable[[], None]:
-    """``steps`` x (forward + input gradient) per batch, and nothing else."""
+    """``steps`` x (forward + input gradient) per batch, and nothing else.
+
+    Each step takes the gradient at a fresh leaf (as an attack does at its new iterate) at
+    a random start in the eps-ball; no update, projection or bookkeeping is done.
+    """
+    work = list(zip(s.x_start.split(s.batch_size), s.y.split(s.batch_size), strict=True))
 
     def run() -> None:
-        for xb, yb in s.batches:
-            xa = xb.clone().requires_grad_(True)
+        for xb, yb in work:
             for _ in range(s.steps):
+                xa = xb.detach().requires_grad_(True)
                 loss = F.cross_entropy(s.net(xa), yb, reduction="sum")
                 torch.autograd.grad(loss, xa)
 
@@ -199,22 +213,34 @@ def evaluate(s: Setup, name: str, output: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------- report
 
 
-def summarise(s: Setup, methods: list[Timed], n: int) -> list[dict[str, Any]]:
+def summarise(s: Setup, methods: list[Timed], n: int, cores: int) -> list[dict[str, Any]]:
     by_name = {m.name: m for m in methods}
-    raw_rate = n / by_name[RAW].median
+    raw = by_name[RAW]
+    raw_rate = n / raw.median
     peer_rates = [n / m.median for m in methods if m.name in PEERS.values()]
     fastest_peer = max(peer_rates) if peer_rates else None
     rows = []
     for m in methods:
         rate = n / m.median
+        shares = [r.foreign_share(cores) for r in m.runs]
         row: dict[str, Any] = {
             "method": m.name,
             "times_s": [round(t, 4) for t in m.times],
-            "warmup_s": round(m.warmup_s or 0.0, 4),
+            "cpu_s": [round(r.own_cpu_s, 4) for r in m.runs],
+            "system_cpu_s": [round(r.sys_cpu_s, 4) for r in m.runs],
+            "page_faults": [r.page_faults for r in m.runs],
+            "other_processes_cpu_share": [None if v is None else round(v, 4) for v in shares],
+            "disturbed_runs_s": [round(r.wall_s, 4) for r in m.disturbed],
+            "warmup_s": round(m.warmup.wall_s, 4) if m.warmup else None,
             "median_s": round(m.median, 4),
+            "min_s": round(min(m.times), 4),
             "samples_per_s": round(rate, 2),
             "vs_raw_limit": round(rate / raw_rate, 4),
             "vs_fastest_peer": round(rate / fastest_peer, 4) if fastest_peer else None,
+            # raw-limit time over this method's time within each round: less exposed to
+            # slow drift of the machine than the ratio of medians
+            "vs_raw_limit_per_round": [round(a / b, 4)
+                                       for a, b in zip(raw.times, m.times, strict=True)],
         }
         if m.name != RAW:
             row.update(evaluate(s, m.name, m.output))
@@ -236,6 +262,25 @@ def agreement(rows: list[dict[str, Any]]) -> dict[str, Any]:
         verdict += f"; OUTSIDE THE THREAT MODEL: {', '.join(outside)}"
     return {"agree": ok and not outside, "spread_pp": round(spread_pp, 3),
             "tolerance_pp": AGREEMENT_PP, "outside_threat": outside, "verdict": verdict}
+
+
+def contention(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whether other processes competed for the CPUs during the timed runs that count."""
+    shares = [v for r in rows for v in r["other_processes_cpu_share"] if v is not None]
+    retried = sum(len(r["disturbed_runs_s"]) for r in rows)
+    if not shares:
+        return {"max_share": None, "quiet": None, "disturbed_runs_retried": retried,
+                "verdict": "unknown (no /proc/stat on this system)"}
+    worst = max(shares)
+    quiet = worst <= NOISY_SHARE
+    verdict = f"other processes used at most {100 * worst:.0f}% of the CPUs during a counted run"
+    if retried:
+        verdict += f"; {retried} disturbed run(s) were set aside and run again"
+    if not quiet:
+        verdict += (f"; over {100 * NOISY_SHARE:.0f}%, so these timings are disturbed: "
+                    "rerun on a quiet machine")
+    return {"max_share": round(worst, 4), "quiet": quiet, "threshold": NOISY_SHARE,
+            "disturbed_runs_retried": retried, "verdict": verdict}
 
 
 def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -282,6 +327,11 @@ def print_report(rows: list[dict[str, Any]], check: dict[str, Any],
             print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)))
     for peer, reason in skipped.items():
         print(f"skipped {peer}: {reason}")
+    print("spread over rounds (raw-limit time / method time, paired within each round):")
+    for r in rows[1:]:
+        per = r["vs_raw_limit_per_round"]
+        print(f"  {r['method']:<32} median {statistics.median(per):.3f}, "
+              f"range {min(per):.3f}-{max(per):.3f}")
     print(f"robust-accuracy check: {check['verdict']}")
     for g in goals:
         print(f"target {g['method']} {g['target']}: {g['value']:.3f} -> "
@@ -299,13 +349,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default=str(RESULTS_DIR / "attack_throughput.json"),
                    help="where to write the JSON results")
     p.add_argument("--threads", type=int, default=available_cores(),
-                   help="torch.set_num_threads for every method (default: all cores)")
-    p.add_argument("--n", type=int, default=2000, help="held-out samples to attack")
+                   help="torch.set_num_threads for every method; the default is all cores")
+    p.add_argument("--n", type=int, default=1000, help="held-out samples to attack")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--eps", type=float, default=0.3)
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--step-size", type=float, default=0.01)
-    p.add_argument("--reps", type=int, default=3, help="timed rounds after the warm-up")
+    p.add_argument("--reps", type=int, default=5, help="timed rounds after the warm-up")
+    p.add_argument("--retries", type=int, default=2,
+                   help="times a timed run disturbed by other processes is run again")
+    p.add_argument("--patience", type=float, default=180.0,
+                   help="seconds at most spent re-running disturbed runs and waiting for quiet")
+    p.add_argument("--system-malloc", action="store_true",
+                   help="leave glibc's malloc at its defaults instead of keeping freed memory "
+                        "(see BENCHMARKS.md: page faults then make up much of the time)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--peers", default="torchattacks,foolbox,art",
                    help="comma-separated peers to try; '' for none")
@@ -316,6 +373,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.n, args.batch_size, args.reps = 500, 250, 1
     if args.n < 1 or args.batch_size < 1 or args.reps < 1 or args.threads < 1:
         p.error("--n, --batch-size, --reps and --threads must be at least 1")
+    if args.retries < 0:
+        p.error("--retries must be 0 or more")
     unknown = [q for q in args.peers.split(",") if q and q not in PEER_FACTORIES]
     if unknown:
         p.error(f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(PEER_FACTORIES)}")
@@ -325,6 +384,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    malloc = {"applied": False, "reason": "--system-malloc"} if args.system_malloc else (
+        keep_freed_memory())
+    print("malloc: " + ("freed memory kept for reuse (mmap threshold 32 MiB, no trimming)"
+                        if malloc["applied"] else f"system defaults ({malloc['reason']})"))
     warnings.filterwarnings("ignore", category=UserWarning)  # peers' deprecation chatter
 
     x_all, y_all = load_mnist(args.data)
@@ -345,23 +408,36 @@ def main(argv: list[str] | None = None) -> int:
     for peer in [q for q in args.peers.split(",") if q]:
         peer_versions[peer] = package_version(PEER_DISTS[peer])
         try:
-            methods.append(Timed(PEERS[peer], PEER_FACTORIES[peer](s)))
+            methods.append(Timed(PEERS[peer], PEER_FACTORIES[peer](s), optional=True))
         except SkipPeer as exc:
             skipped[peer] = str(exc)
-            print(f"skipping {peer}: {exc}")
+        except Exception as exc:  # a peer that imports but cannot be set up
+            skipped[peer] = f"could not be set up ({type(exc).__name__}: {exc})"
+        if peer in skipped:
+            print(f"skipping {peer}: {skipped[peer]}")
 
     print(f"attacking {args.n} held-out samples in batches of {args.batch_size}, "
           f"{args.threads} thread(s), linf eps={args.eps}, {args.steps} steps of "
           f"{args.step_size}, 1 random start; warm-up + {args.reps} timed round(s)")
-    round_robin(methods, args.reps)
+    cores = available_cores()
+    round_robin(methods, args.reps, cores, quiet_share=NOISY_SHARE, retries=args.retries,
+                patience_s=args.patience)
+    for m in methods:
+        if m.error is not None:
+            peer = next(k for k, v in PEERS.items() if v == m.name)
+            skipped[peer] = m.error
+    methods = [m for m in methods if m.error is None]
 
-    rows = summarise(s, methods, args.n)
+    rows = summarise(s, methods, args.n, cores)
+    noise = contention(rows)
     check = agreement(rows)
     goals = targets(rows)
     print_report(rows, check, goals, skipped)
+    print(f"machine load: {noise['verdict']}")
 
     env = environment(args.threads)
     env["peers"] = peer_versions
+    env["malloc_tuning"] = malloc
     payload = {
         "benchmark": "attack_throughput",
         "config": {"n": args.n, "batch_size": args.batch_size, "norm": "linf", "eps": args.eps,
@@ -374,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         "methods": rows,
         "skipped": skipped,
         "robust_accuracy_check": check,
+        "contention": noise,
         "targets": goals,
     }
     out = write_json(Path(args.out), payload)
