@@ -35,6 +35,7 @@ from rampart.attacks.losses import (
     margin,
 )
 from rampart.attacks.lp import FeasibleSet, random_start, step_direction
+from rampart.attacks.working import WorkingSet
 from rampart.errors import ConfigError
 from rampart.models import Classifier
 
@@ -60,18 +61,6 @@ def checkpoints(steps: int) -> list[int]:
             marks.append(mark)
         before, now = now, now + max(now - before - 3, 6)
     return marks
-
-
-class _Working:
-    """Per-sample tensors of the samples still attacked; every tensor shares dimension 0."""
-
-    def __init__(self, **tensors: torch.Tensor | None) -> None:
-        self.__dict__.update(tensors)
-
-    def keep(self, mask: torch.Tensor) -> None:
-        for key, value in vars(self).items():
-            if isinstance(value, torch.Tensor):
-                setattr(self, key, value[mask])
 
 
 class APGD(Attack):
@@ -255,7 +244,7 @@ class APGD(Attack):
         feasible = FeasibleSet(x, norm, eps, model.bounds)
         x_adv = feasible.project(x + random_start(x, norm, eps, generator))
         logits, loss, grad, x_adv = _evaluate(model, x_adv, y, loss_targets, loss_fn, steps > 0)
-        s = _Working(
+        s = WorkingSet(
             x=x, y=y, goal=goal, loss_targets=loss_targets, active=torch.arange(n, device=x.device),
             x_adv=x_adv, x_prev=x_adv, grad=grad,
             x_best=x_adv, grad_best=grad, loss_best=loss, best_logits=logits,
@@ -312,7 +301,7 @@ class APGD(Attack):
         marks = checkpoints(self.steps)
         return {m: m - p for p, m in zip([0, *marks[:-1]], marks, strict=True)}
 
-    def _step(self, s: _Working, feasible: FeasibleSet, norm: str,
+    def _step(self, s: WorkingSet, feasible: FeasibleSet, norm: str,
               bounds: tuple[float, float], first: bool) -> None:
         """Move every working sample from its current point to the next one."""
         if norm == "l1":
@@ -326,7 +315,7 @@ class APGD(Attack):
         s.x_prev, s.x_adv = s.x_adv, z
 
     @staticmethod
-    def _track_best(s: _Working, logits: torch.Tensor, loss: torch.Tensor) -> None:
+    def _track_best(s: WorkingSet, logits: torch.Tensor, loss: torch.Tensor) -> None:
         """Count loss increases and remember each sample's highest-loss point."""
         s.increases += loss > s.last_loss
         s.last_loss = loss
@@ -338,7 +327,7 @@ class APGD(Attack):
         if s.grad is not None:
             s.grad_best = torch.where(wide, s.grad, s.grad_best)
 
-    def _adapt_step(self, s: _Working, window: int) -> None:
+    def _adapt_step(self, s: WorkingSet, window: int) -> None:
         """linf/l2 checkpoint: halve the step where progress stalled, restart from the best."""
         oscillating = s.increases < self.rho * window
         stuck = ~s.halved_at_check & (s.loss_best <= s.loss_at_check)
@@ -351,7 +340,7 @@ class APGD(Attack):
         s.increases = torch.zeros_like(s.increases)
 
     @staticmethod
-    def _adapt_l1(s: _Working, eta: float) -> None:
+    def _adapt_l1(s: WorkingSet, eta: float) -> None:
         """l1 checkpoint: follow the best point's sparsity; reset or shrink the step."""
         n = s.x.shape[0]
         sparsity = (s.x_best != s.x).reshape(n, -1).sum(dim=1).to(s.loss_best.dtype)

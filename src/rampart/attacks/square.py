@@ -31,6 +31,7 @@ from rampart.attacks.losses import is_success, margin
 from rampart.attacks.lp import clip_to_bounds
 from rampart.attacks.result import AttackResult
 from rampart.attacks.targets import ExplicitTargets
+from rampart.attacks.working import WorkingSet
 from rampart.errors import ConfigError
 from rampart.models import Classifier
 from rampart.threat import ThreatModel
@@ -118,18 +119,6 @@ def _as_planes(x: torch.Tensor) -> torch.Tensor:
         f"square works on inputs shaped (N, D), (N, H, W) or (N, C, H, W); got a batch "
         f"shaped {tuple(x.shape)}."
     )
-
-
-class _Working:
-    """Per-sample tensors of the samples still attacked; every tensor shares dimension 0."""
-
-    def __init__(self, **tensors: torch.Tensor | None) -> None:
-        self.__dict__.update(tensors)
-
-    def keep(self, mask: torch.Tensor) -> None:
-        for key, value in vars(self).items():
-            if isinstance(value, torch.Tensor):
-                setattr(self, key, value[mask])
 
 
 class Square(Attack):
@@ -277,7 +266,7 @@ class Square(Attack):
         out_x, out_logits = x_best.clone(), logits.clone()
         won_all = torch.zeros(n, dtype=torch.bool, device=x.device)
         spent = torch.ones(n, dtype=torch.long, device=x.device)
-        s = _Working(x=x, y=y, goal=goal, active=torch.arange(n, device=x.device),
+        s = WorkingSet(x=x, y=y, goal=goal, active=torch.arange(n, device=x.device),
                      x_best=x_best, score=margin(logits, y, goal), logits=logits)
         iterations = allowed - 1
         propose = self._linf_proposal if norm == "linf" else self._l2_proposal
