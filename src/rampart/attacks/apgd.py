@@ -26,13 +26,13 @@ from collections.abc import Callable
 import torch
 
 from rampart.attacks.base import Attack, BatchOutcome
+from rampart.attacks.best import BestPoints
 from rampart.attacks.losses import (
     LossFn,
     check_dlr_classes,
     cross_entropy,
     dlr,
     is_success,
-    margin,
 )
 from rampart.attacks.lp import FeasibleSet, random_start, step_direction
 from rampart.attacks.working import WorkingSet
@@ -189,29 +189,20 @@ class APGD(Attack):
         with torch.no_grad():
             clean = model.logits(x)
         queries = torch.ones(n, dtype=torch.long, device=x.device)
-        broken = is_success(clean, y, targets)
-        best_x, best_logits = x.clone(), clean.clone()
-        best_score = margin(clean, y, targets).masked_fill(broken, float("inf"))
+        best = BestPoints(x, y, targets, clean_logits=clean)
         for loss_targets in plan(clean):
             for _ in range(self.restarts):
-                todo = (~broken).nonzero().flatten()
+                todo = best.todo()
                 if todo.numel() == 0:
-                    return BatchOutcome(x_adv=best_x, adv_logits=best_logits, queries=queries)
-                goal = None if targets is None else targets[todo]
+                    return best.outcome(queries)
                 x_run, logits, won, spent = self._run_once(
-                    model, x[todo], y[todo], goal,
+                    model, x[todo], y[todo], best.goal(todo),
                     None if loss_targets is None else loss_targets[todo],
                     loss_fn, norm, eps, generator,
                 )
                 queries[todo] += spent
-                score = margin(logits, y[todo], goal).masked_fill(won, float("inf"))
-                better = score > best_score[todo]
-                keep = todo[better]
-                best_x[keep] = x_run[better]
-                best_logits[keep] = logits[better]
-                best_score[keep] = score[better]
-                broken[todo[won]] = True
-        return BatchOutcome(x_adv=best_x, adv_logits=best_logits, queries=queries)
+                best.update(todo, x_run, logits, won)
+        return best.outcome(queries)
 
     # ------------------------------------------------------------------ one run
     def _run_once(

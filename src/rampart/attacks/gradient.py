@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 
 from rampart.attacks.base import Attack, BatchOutcome
-from rampart.attacks.losses import get_loss, is_success, margin
+from rampart.attacks.best import BestPoints
+from rampart.attacks.losses import get_loss, is_success
 from rampart.attacks.lp import FeasibleSet, random_start, step_direction
 from rampart.errors import ConfigError
 from rampart.models import Classifier
@@ -85,29 +86,17 @@ class IterativeGradientAttack(Attack):
         eps: float,
         generator: torch.Generator,
     ) -> BatchOutcome:
-        n = x.shape[0]
-        best_x = x.clone()
-        best_logits = torch.full((n, model.num_classes), float("nan"), device=x.device)
-        best_margin = torch.full((n,), float("-inf"), device=x.device)
-        broken = torch.zeros(n, dtype=torch.bool, device=x.device)
-        queries = torch.zeros(n, dtype=torch.long, device=x.device)
+        best = BestPoints(x, y, targets, num_classes=model.num_classes)
+        queries = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
         for _ in range(self.restarts):
-            todo = (~broken).nonzero().flatten()
+            todo = best.todo()
             if todo.numel() == 0:
                 break
             x_adv, logits, won = self._run_once(
-                model, x[todo], y[todo], None if targets is None else targets[todo],
-                norm, eps, generator, queries, todo,
+                model, x[todo], y[todo], best.goal(todo), norm, eps, generator, queries, todo,
             )
-            score = margin(logits, y[todo], None if targets is None else targets[todo])
-            score = torch.where(won, torch.full_like(score, float("inf")), score)
-            better = score > best_margin[todo]
-            keep = todo[better]
-            best_x[keep] = x_adv[better]
-            best_logits[keep] = logits[better]
-            best_margin[keep] = score[better]
-            broken[todo[won]] = True
-        return BatchOutcome(x_adv=best_x, adv_logits=best_logits, queries=queries)
+            best.update(todo, x_adv, logits, won)
+        return best.outcome(queries)
 
     def _run_once(
         self,

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from rampart.attacks.base import Attack, BatchOutcome, ProgressFn
+from rampart.attacks.best import BestPoints
 from rampart.attacks.losses import is_success, margin
 from rampart.attacks.lp import clip_to_bounds
 from rampart.attacks.result import AttackResult
@@ -213,28 +214,20 @@ class Square(Attack):
         n = x.shape[0]
         clean = model.logits(x)
         queries = torch.ones(n, dtype=torch.long, device=x.device)
-        broken = is_success(clean, y, targets)
-        best_x, best_logits = x.clone(), clean.clone()
-        best_score = margin(clean, y, targets).masked_fill(broken, float("inf"))
+        best = BestPoints(x, y, targets, clean_logits=clean)
         left = self._budget - 1
         for run in range(self.restarts):
             allowed = left // self.restarts + (1 if run < left % self.restarts else 0)
-            todo = (~broken).nonzero().flatten()
+            todo = best.todo()
             if allowed < 1 or todo.numel() == 0:
                 break
-            goal = None if targets is None else targets[todo]
             x_run, logits, won, spent = self._run_once(
-                model, planes[todo], x.shape, y[todo], goal, norm, eps, generator, allowed
+                model, planes[todo], x.shape, y[todo], best.goal(todo), norm, eps, generator,
+                allowed,
             )
             queries[todo] += spent
-            score = margin(logits, y[todo], goal).masked_fill(won, float("inf"))
-            better = score > best_score[todo]
-            keep = todo[better]
-            best_x[keep] = x_run[better].reshape(-1, *x.shape[1:])
-            best_logits[keep] = logits[better]
-            best_score[keep] = score[better]
-            broken[todo[won]] = True
-        return BatchOutcome(x_adv=best_x, adv_logits=best_logits, queries=queries)
+            best.update(todo, x_run.reshape(-1, *x.shape[1:]), logits, won)
+        return best.outcome(queries)
 
     def _run_once(
         self,
