@@ -15,16 +15,17 @@ fallen by 0.01% over a tenth of the iterations. ``steps=1000`` iterations per se
 is the common choice of later implementations (cleverhans); ``l2_attack.py`` itself uses
 10,000. That is up to 9,000 forward-backward passes per sample. Fewer iterations need
 a larger step and a starting constant nearer the right one, since each search step only
-multiplies c by 10 or halves the bracket: on the digits test model (200 samples),
-defaults gave median L2 0.560 at ~5,100 passes per sample; ``steps=100,
-binary_search_steps=5`` with the reference ``initial_const`` and learning rate broke only
-94% (median 0.778), while adding ``initial_const=1, learning_rate=0.1`` broke all with
-median 0.572 at ~330 passes (about 1/17 of the time).
+multiplies c by 10 or halves the bracket: on MNIST, 100 steps at the reference learning
+rate cannot move the many pixels that sit exactly at 0 or 1 (where tanh is flat) and break
+only a third of a standard CNN's samples, while ``steps=100, binary_search_steps=3,
+learning_rate=0.1, initial_const=10`` breaks all of them (``benchmarks/attack_strength.py``).
 
 The loop is batched over samples with no host synchronisation except at the early-abort
-checks, where samples whose loss stopped improving leave the working set for the rest of
-that search step (the reference aborts the whole batch on the summed loss; per sample is
-the same rule applied to each sample's independent problem).
+checks, which follow the reference exactly: the batch stops when its summed loss has not
+fallen by 0.01% since the last check. (Applying that rule to each sample separately looked
+equivalent but is not: samples stop on passing plateaus and keep larger perturbations; on
+MNIST it raised robust accuracy at L2 eps 1.0 by 4 points against foolbox's C&W with the
+same settings, which this rule matches.)
 """
 
 from __future__ import annotations
@@ -163,25 +164,13 @@ class CarliniWagnerL2(Attack):
         adversarial point during this step.
         """
         lo, hi, half, mid = box
-        n = x.shape[0]
         shape = (-1, *([1] * (x.ndim - 1)))
-        found = torch.zeros(n, dtype=torch.bool, device=x.device)
-        spent = torch.zeros(n, dtype=torch.long, device=x.device)
-        # the working set: rows of x still being optimised, with their own state
-        idx = torch.arange(n, device=x.device)
-        xs, ys, ts, cs = x, y, targets, const
         w = w0.clone()
         m1, m2 = torch.zeros_like(w), torch.zeros_like(w)
-        top_x, top_l2, top_found = best.clone(), best_l2.clone(), found.clone()
-        prev = torch.full_like(const, float("inf"))
+        found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        prev = float("inf")
         check_every = max(1, self.steps // 10)
         b1, b2 = _ADAM_BETAS
-
-        def retire(keep: torch.Tensor | None) -> None:
-            gone = idx if keep is None else idx[~keep]
-            sel = slice(None) if keep is None else ~keep
-            best[gone], best_l2[gone] = top_x[sel], top_l2[sel]
-            found[gone] = top_found[sel]
 
         step = 0
         for step in range(self.steps):
@@ -189,39 +178,29 @@ class CarliniWagnerL2(Attack):
             with torch.enable_grad():
                 x_new = (torch.tanh(w) * half + mid).clamp(lo, hi)
                 logits = model.logits(x_new)
-                l2 = (x_new - xs).pow(2).flatten(1).sum(dim=1)
-                gap = margin(logits, ys, ts)
-                loss = l2 + cs * (self.confidence - gap).clamp_min(0.0)
+                l2 = (x_new - x).pow(2).flatten(1).sum(dim=1)
+                gap = margin(logits, y, targets)
+                loss = l2 + const * (self.confidence - gap).clamp_min(0.0)
                 (grad,) = torch.autograd.grad(loss.sum(), w)
             w = w.detach()
             x_new, l2, gap, loss = x_new.detach(), l2.detach(), gap.detach(), loss.detach()
-            reached = is_success(logits.detach(), ys, ts) & (gap >= self.confidence)
-            top_found |= reached
-            better = reached & (l2 < top_l2)
-            top_l2 = torch.where(better, l2, top_l2)
-            top_x = torch.where(better.reshape(shape), x_new, top_x)
+            reached = is_success(logits.detach(), y, targets) & (gap >= self.confidence)
+            found |= reached
+            better = reached & (l2 < best_l2)
+            best_l2.copy_(torch.where(better, l2, best_l2))
+            best.copy_(torch.where(better.reshape(shape), x_new, best))
 
             if self.abort_early and step % check_every == 0:
-                stuck = loss > prev * 0.9999
-                prev = loss
-                if bool(stuck.any()):
-                    spent[idx[stuck]] = step + 1
-                    keep = ~stuck
-                    retire(keep)
-                    if not bool(keep.any()):
-                        idx = idx[keep]
-                        break
-                    idx, xs, ys, cs, prev = idx[keep], xs[keep], ys[keep], cs[keep], prev[keep]
-                    ts = None if ts is None else ts[keep]
-                    w, grad, m1, m2 = w[keep], grad[keep], m1[keep], m2[keep]
-                    top_x, top_l2, top_found = top_x[keep], top_l2[keep], top_found[keep]
-            # Adam (bias-corrected), in place on the working set
+                # the reference's rule, on the batch's summed loss: a per-sample version
+                # stops samples on a passing plateau and leaves larger perturbations
+                total = float(loss.sum())
+                if total > prev * 0.9999:
+                    break
+                prev = total
+            # Adam (bias-corrected), in place
             m1.mul_(b1).add_(grad, alpha=1 - b1)
             m2.mul_(b2).addcmul_(grad, grad, value=1 - b2)
             denom = (m2 / (1 - b2 ** (step + 1))).sqrt_().add_(_ADAM_EPS)
             w.addcdiv_(m1, denom, value=-self.learning_rate / (1 - b1 ** (step + 1)))
-        if idx.numel() > 0:
-            spent[idx] = step + 1
-            retire(None)
-        queries[rows] += spent
+        queries[rows] += step + 1
         return found
