@@ -41,6 +41,12 @@ DEFAULT_MNIST = REPO_ROOT.parent / "shared" / "datasets" / "mnist"
 # the model and the last 2,000 are held out for evaluation.
 MNIST_TRAIN = 8_000
 
+# The two MNIST models the benchmarks share (cached in .cache/ under these recipes): a
+# standard CNN, and one adversarially trained with PGD at linf eps 0.3 (``adversarial_fit``).
+STANDARD_RECIPE = {"epochs": 3, "batch_size": 64, "lr": 1e-3, "seed": 0}
+PGD_AT_RECIPE = {"eps": 0.3, "steps": 10, "epochs": 12, "ramp_epochs": 4, "batch_size": 128,
+                 "lr": 1e-3, "seed": 0}
+
 
 # ---------------------------------------------------------------- data
 

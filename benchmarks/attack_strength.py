@@ -40,8 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
     DEFAULT_MNIST,
+    PGD_AT_RECIPE,
     REPO_ROOT,
     RESULTS_DIR,
+    STANDARD_RECIPE,
     Measurement,
     adversarial_fit,
     available_cores,
@@ -56,11 +58,6 @@ from _common import (  # noqa: E402
     wait_for_quiet,
     write_json,
 )
-
-# The standard model is the one attack_throughput.py trains (same recipe, same cache entry).
-STANDARD_RECIPE = {"epochs": 3, "batch_size": 64, "lr": 1e-3, "seed": 0}
-ROBUST_RECIPE = {"eps": 0.3, "steps": 10, "epochs": 12, "ramp_epochs": 4, "batch_size": 128,
-                 "lr": 1e-3, "seed": 0}
 
 
 @dataclass(frozen=True)
@@ -77,7 +74,7 @@ class ModelSpec:
 
 MODELS = {
     "standard": ModelSpec("standard", "mnist_cnn", STANDARD_RECIPE, None, 0.1, 1.0),
-    "robust": ModelSpec("robust", "mnist_cnn_pgd_at", ROBUST_RECIPE, adversarial_fit, 0.3, 2.0),
+    "robust": ModelSpec("robust", "mnist_cnn_pgd_at", PGD_AT_RECIPE, adversarial_fit, 0.3, 2.0),
 }
 TOL = 1e-4  # slack on the eps-ball and bounds checks (float32 rounding in the peers)
 

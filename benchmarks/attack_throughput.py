@@ -42,6 +42,7 @@ from _common import (  # noqa: E402
     MNIST_TRAIN,
     REPO_ROOT,
     RESULTS_DIR,
+    STANDARD_RECIPE,
     Timed,
     available_cores,
     cached_model,
@@ -61,7 +62,6 @@ RAMPART_ES = "rampart PGD (early_stop=True)"
 PEERS = {"torchattacks": "torchattacks PGD", "foolbox": "foolbox LinfPGD", "art": "ART PGD"}
 PEER_DISTS = {"torchattacks": "torchattacks", "foolbox": "foolbox",
               "art": "adversarial-robustness-toolbox"}
-TRAIN_RECIPE = {"epochs": 3, "batch_size": 64, "lr": 1e-3, "seed": 0}
 AGREEMENT_PP = 1.0  # robust accuracies of all PGD implementations must agree this closely
 TARGET_VS_RAW = 0.95
 NOISY_SHARE = 0.05  # other processes above this share of the CPUs make a run suspect
@@ -396,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"error: --n {args.n} is more than the {x_held.shape[0]} held-out samples.")
     from rampart.zoo import mnist_cnn
 
-    net, model_info = cached_model(mnist_cnn, x_train, y_train, TRAIN_RECIPE, "mnist_cnn")
+    net, model_info = cached_model(mnist_cnn, x_train, y_train, STANDARD_RECIPE, "mnist_cnn")
     freeze(net)
     x, y = x_held[: args.n].contiguous(), y_held[: args.n].contiguous()
     s = Setup(net, x, y, args)

@@ -130,7 +130,7 @@ def test_model_and_data_that_do_not_fit(user_files, tmp_path):
 
 def test_demo_writes_results(tmp_path):
     res = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--epochs", "3",
-                              "--json"])
+                              "--suite", "quick", "--json"])
     assert res.exit_code == 0, res.output
     results = json.loads((tmp_path / "demo" / "results.json").read_text())
     assert results["clean_accuracy"] > 0.7
@@ -138,6 +138,12 @@ def test_demo_writes_results(tmp_path):
     pgd = [r for r in results["attacks"] if r["attack"] == "pgd" and r["norm"] == "linf"]
     assert [r["eps"] for r in pgd] == [0.05, 0.1, 0.2, 0.3]
     assert pgd[-1]["robust_accuracy"] < pgd[0]["robust_accuracy"] <= results["clean_accuracy"]
+    audited = results["audit"]["robust_accuracy"]
+    assert audited["linf@0.1"] <= audited["linf@0.05"] <= results["clean_accuracy"]
+    # the audit is at least as strong as PGD at the same eps
+    assert audited["linf@0.1"] <= pgd[1]["robust_accuracy"] + 1e-9
+    page = (tmp_path / "demo" / "index.html").read_text()
+    assert "rampart audit" in page and 'data-testid="section-diagnostics"' in page
 
 
 def test_console_script_runs_without_traceback(user_files):

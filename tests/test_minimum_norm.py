@@ -311,3 +311,18 @@ def test_results_are_truthful_and_in_bounds(make_mlp, check_result, combo, eps, 
     assert torch.equal(result.x_adv[~result.success], x[~result.success])
     assert torch.all(result.norms[~result.success] == 0)
     assert metrics.robust_accuracy(result, 0.0) == pytest.approx(metrics.clean_accuracy(result))
+
+
+def test_fab_stop_at_eps_keeps_the_verdicts_at_eps_for_fewer_queries(trained_model, test_batch):
+    """FAB-T inside an audit only needs "broken within eps?": samples answered yes skip the
+    remaining targets. Runs are per-sample independent, so the verdicts do not change."""
+    x, y = test_batch[0][:40], test_batch[1][:40]
+    threat = ThreatModel(norm="linf", eps=0.1)
+    kw = {"steps": 20, "multi_targeted": True, "n_target_classes": 4}
+    full = FAB(**kw)(trained_model, x, y, threat)
+    quick = FAB(stop_at_eps=True, **kw)(trained_model, x, y, threat)
+    within = full.success & (full.norms <= 0.1)
+    assert within.any() and (~within & full.clean_correct).any()
+    assert torch.equal(quick.success & (quick.norms <= 0.1), within)
+    assert quick.queries.sum() < full.queries.sum()
+    assert torch.all(quick.norms[within] >= full.norms[within] - 1e-6)  # upper bounds

@@ -1,11 +1,13 @@
 """rampart: attack, measure, harden, certify and guard PyTorch models against adversarial
 manipulation."""
 
-from rampart import attacks, errors, metrics
-from rampart.attacks import AttackResult
-from rampart.models import Classifier
-from rampart.threat import ThreatModel
-
 __version__ = "0.1.0"
 
-__all__ = ["AttackResult", "Classifier", "ThreatModel", "attacks", "errors", "metrics"]
+from rampart import attacks, errors, metrics  # noqa: E402
+from rampart.attacks import AttackResult  # noqa: E402
+from rampart.evaluate.audit import audit  # noqa: E402
+from rampart.models import Classifier  # noqa: E402
+from rampart.threat import ThreatModel  # noqa: E402
+
+__all__ = ["AttackResult", "Classifier", "ThreatModel", "attacks", "audit", "errors",
+           "metrics"]

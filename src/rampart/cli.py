@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rampart import __version__
+from rampart.cli_history import history
 from rampart.errors import ConfigError, RampartError
 
 app = typer.Typer(
@@ -158,10 +159,128 @@ def _print_attack_table(report: dict[str, Any]) -> None:
 
 
 @app.command()
+def audit(
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML/JSON audit config; "
+                                       "flags override it."),
+    model: str | None = typer.Option(None, "--model", "-m", help="path/to/file.py:factory, "
+                                     "package.module:factory, or a TorchScript file."),
+    weights: Path | None = typer.Option(None, "--weights", "-w",
+                                        help="safetensors or state_dict file."),
+    data: str | None = typer.Option(None, "--data", "-d", help="digits, mnist:DIR, "
+                                    "cifar10:DIR, npz:FILE or folder:DIR."),
+    norm: str | None = typer.Option(None, "--norm", help="linf, l2 or l1."),
+    eps: str | None = typer.Option(None, "--eps", help="Budget, or several separated by commas."),
+    suite: str | None = typer.Option(None, "--suite", help="quick, standard or thorough."),
+    limit: int | None = typer.Option(None, "--limit", help="Audit only the first N samples."),
+    name: str | None = typer.Option(None, "--name", help="Model name in the history and report."),
+    out_dir: Path | None = typer.Option(None, "--out", help="Report folder (default "
+                                        "reports/audit)."),
+    db: str | None = typer.Option(None, "--db", help="History database URL (default "
+                                  "sqlite:///.rampart/history.db)."),
+    no_history: bool = typer.Option(False, "--no-history", help="Do not record this run."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed for every random choice."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Samples per batch."),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    fresh: bool = typer.Option(False, "--fresh", help="Ignore a checkpoint of an earlier, "
+                               "interrupted run of this audit."),
+    fail_on_warning: bool = typer.Option(False, "--fail-on-warning",
+                                         help="A diagnostic warning fails the gates too."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+) -> None:
+    """Worst-case robustness audit with diagnostics, reports, gates and history.
+
+    Exits 0 when every gate passes, 1 when a gate fails, 2 on a usage error.
+    """
+    with _user_errors():
+        from rampart.cli_audit import run_audit_command
+        from rampart.evaluate import distributed
+        from rampart.evaluate.audit_config import EXAMPLE, AuditConfig
+
+        flags: dict[str, Any] = {
+            "model": model, "weights": weights, "data": data, "suite": suite, "limit": limit,
+            "name": name, "db": db, "seed": seed, "batch_size": batch_size, "device": device,
+        }
+        flags = {k: v for k, v in flags.items() if v is not None}
+        if no_history:
+            flags["history"] = False
+        if norm is not None or eps is not None:
+            if eps is None:
+                raise ConfigError("--norm needs --eps (e.g. --norm linf --eps 0.3).")
+            flags["threats"] = [{"norm": norm or "linf", "eps": _floats(eps, "--eps")}]
+        if config is not None:
+            settings = AuditConfig.from_file(config, flags)
+        else:
+            if "model" not in flags or "threats" not in flags:
+                raise ConfigError(
+                    "rampart audit needs --model and --eps (with --norm), or --config FILE. "
+                    "A config file looks like this:\n" + EXAMPLE
+                )
+            settings = AuditConfig.build(flags)
+        if out_dir is not None:
+            settings.outputs.dir = out_dir
+        try:
+            with _progress(quiet or as_json) as bar:
+                run = run_audit_command(settings, bar, fresh=fresh,
+                                        fail_on_warning=fail_on_warning)
+        finally:
+            distributed.shutdown()
+        if not run.is_main:
+            raise typer.Exit(0 if run.gates.passed else 1)
+        if as_json:
+            out.print_json(data=_audit_json(run))
+        else:
+            _print_audit(run)
+        if not run.gates.passed:
+            err.print(f"[bold red]gate failed:[/] {escape(run.gates.summary())}",
+                      highlight=False, soft_wrap=True)
+            raise typer.Exit(1)
+
+
+def _audit_json(run: Any) -> dict[str, Any]:
+    report = run.report.to_dict()
+    return {**report, "gates": run.gates.to_dict(), "history_id": run.run_id,
+            "report_paths": run.paths}
+
+
+_VERDICT_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "info": "blue"}
+
+
+def _print_audit(run: Any) -> None:
+    report = run.report
+    out.print(f"Audit of [bold]{escape(str(report.model['name']))}[/] on "
+              f"{report.n_samples} samples, suite {report.suite['name']}: clean accuracy "
+              f"[bold]{100 * report.clean_accuracy:.2f}%[/]")
+    table = Table(title="Robust accuracy (worst case over the suite)")
+    for column in ("threat", "robust acc", "broken by", "time s"):
+        table.add_column(column, justify="right" if column != "broken by" else "left")
+    for t in report.threats:
+        by = ", ".join(f"{a['key']} {a['broken']}" for a in t.attacks if a["broken"]) or "-"
+        table.add_row(t.key, _fmt(t.robust_accuracy, True), by,
+                      f"{sum(a['seconds'] for a in t.attacks):.1f}")
+    out.print(table)
+    for d in report.all_diagnostics():
+        style = _VERDICT_STYLE.get(d["verdict"], "white")
+        where = f" [{d['threat']}]" if d.get("threat") else ""
+        out.print(f"[{style}]{d['verdict']:>4}[/] {escape(str(d.get('title', d['name'])))}"
+                  f"{escape(where)}", highlight=False)
+    for note in report.notes:
+        out.print(f"note: {escape(note)}", highlight=False)
+    out.print(f"gates: {escape(run.gates.summary())}", highlight=False)
+    for kind, path in run.paths.items():
+        out.print(f"{kind}: {path}", highlight=False)
+    if run.run_id is not None:
+        out.print(f"recorded in the history as run {run.run_id} (rampart history)",
+                  highlight=False)
+
+
+@app.command()
 def demo(
     out_dir: Path = typer.Option(Path("reports/demo"), "--out", help="Where results go."),
     epochs: int = typer.Option(15, "--epochs", help="Training epochs."),
     seed: int = typer.Option(0, "--seed"),
+    suite: str = typer.Option("standard", "--suite", help="Audit suite: quick, standard or "
+                              "thorough."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
@@ -182,8 +301,14 @@ def demo(
                 bar.update(attacks, advance=1, visible=True,
                            description=f"{name} {summary['norm']} eps={summary['eps']:g}")
 
+            audit_task = bar.add_task(f"audit ({suite} suite)", total=397, visible=False)
+
+            def on_audit(done: int, what: str) -> None:
+                bar.update(audit_task, advance=done, visible=True, description=f"audit {what}")
+
             results = run_demo(out_dir, epochs=epochs, seed=seed,
-                               hooks=DemoHooks(on_epoch=on_epoch, on_attack=on_attack))
+                               hooks=DemoHooks(on_epoch=on_epoch, on_attack=on_attack,
+                                               on_audit=on_audit), suite=suite)
         if as_json:
             out.print_json(data=results)
             return
@@ -199,10 +324,20 @@ def demo(
                           _fmt(row["attack_success_rate"], True),
                           _fmt(row["perturbation"]["median"]))
         out.print(table)
+        audit_ = results["audit"]
+        robust = ", ".join(f"{k} {100 * v:.1f}%" for k, v in audit_["robust_accuracy"].items())
+        out.print(f"Audit ({audit_['suite']} suite, worst case): robust accuracy {robust}; "
+                  f"diagnostics {audit_['verdict']}.")
+        out.print(f"Audit report: {audit_['report']} (open it in a browser)")
         out.print(f"Results: {out_dir / 'results.json'}; weights: {results['weights']}")
         out.print("Try the CLI on the model you just trained:")
         out.print(f"  rampart attack --model rampart.zoo:digits_cnn --weights {results['weights']} "
                   "--data digits --attack pgd --eps 0.1,0.2", soft_wrap=True, highlight=False)
+        out.print(f"  rampart audit --model rampart.zoo:digits_cnn --weights {results['weights']} "
+                  "--data digits --eps 0.1 --suite quick", soft_wrap=True, highlight=False)
+
+
+app.command("history")(history)
 
 
 def main() -> None:

@@ -1,0 +1,144 @@
+"""What ``rampart audit`` does, apart from argument parsing: load, audit, report, gate, record.
+
+Kept out of ``cli.py`` so it can be called and tested without a terminal. Under ``torchrun``
+every process runs this; only rank 0 writes reports and the history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rampart.data import load_data
+from rampart.devices import resolve_device
+from rampart.errors import ConfigError
+from rampart.evaluate import distributed
+from rampart.evaluate.audit import audit
+from rampart.evaluate.audit_config import AuditConfig
+from rampart.evaluate.audit_report import AuditReport
+from rampart.evaluate.gates import GateOutcome, check_gates
+from rampart.loading import load_model
+from rampart.models import Classifier
+
+CHECKPOINT_DIR = ".checkpoint"
+
+
+@dataclass
+class AuditRun:
+    """The outcome of one ``rampart audit``."""
+
+    report: AuditReport
+    gates: GateOutcome
+    paths: dict[str, str] = field(default_factory=dict)
+    run_id: int | None = None
+    is_main: bool = True
+
+
+def run_audit_command(config: AuditConfig, progress: Any = None, fresh: bool = False,
+                      fail_on_warning: bool = False) -> AuditRun:
+    """Run the audit ``config`` describes; write reports and history on the main process."""
+    device = resolve_device(config.device)
+    dataset = load_data(config.data, limit=config.limit, split=config.split)
+    net = load_model(config.model, config.weights, device=device)
+    model = Classifier(net, bounds=config.bounds, mean=config.mean, std=config.std,
+                       input_shape=dataset.x.shape[1:], output=config.output,
+                       batch_size=config.batch_size)
+    if model.num_classes < dataset.num_classes:
+        raise ConfigError(
+            f"the model has {model.num_classes} outputs but the data has {dataset.num_classes} "
+            "classes; check that the model and the data belong together."
+        )
+    out_dir = config.outputs.dir
+    name = config.name or _model_name(config)
+    task = None
+    if progress is not None:
+        task = progress.add_task(f"audit ({config.suite})", total=len(dataset))
+
+    def tick(done: int, what: str) -> None:
+        if progress is not None and task is not None:
+            progress.update(task, advance=done, description=f"audit {what}")
+
+    report = audit(
+        model, dataset, config.threats, config.suite, seed=config.seed,
+        batch_size=config.batch_size, diagnostics=config.diagnostics,
+        checkpoint_dir=str(out_dir / CHECKPOINT_DIR), fresh=fresh, progress=tick,
+        model_name=name, data_name=config.data,
+    )
+    report.model["source"] = config.model
+    report.model["weights"] = None if config.weights is None else str(config.weights)
+    dist = distributed.context()
+    store, previous = None, None
+    if config.history:
+        from rampart.evaluate.history import HistoryStore
+
+        store = HistoryStore(config.db)
+        previous = _previous(store, name, report)
+    outcome = check_gates(report, config.gates, previous, fail_on_warning=fail_on_warning)
+    report.gates = outcome.to_dict()
+    run = AuditRun(report=report, gates=outcome, is_main=dist.is_main)
+    if not dist.is_main:
+        return run
+    paths: dict[str, str] = {}
+    if config.outputs.json_file:
+        paths["json"] = str(out_dir / "report.json")
+    if config.outputs.markdown:
+        paths["markdown"] = str(out_dir / "summary.md")
+    if config.outputs.html:
+        paths["html"] = str(out_dir / "index.html")
+    report.report_paths = paths
+    if "html" in paths:
+        report.save_html(paths["html"])
+    if "markdown" in paths:
+        report.save_markdown(paths["markdown"])
+    if "json" in paths:
+        report.save_json(paths["json"])
+    run.paths = paths
+    if store is not None:
+        with store:
+            run.run_id = _record(store, name, config, report, outcome)
+    return run
+
+
+def _model_name(config: AuditConfig) -> str:
+    """A default model name for the history: the factory or file name."""
+    source = config.model.rsplit(":", 1)[-1] if ":" in config.model else Path(config.model).stem
+    return source
+
+
+def _previous(store: Any, name: str, report: AuditReport) -> dict[str, Any] | None:
+    """The last passing run of this model and suite, as the gates want it."""
+    runs = {}
+    for threat in report.threats:
+        last = store.last_passing(name, threat.key, report.suite["name"])
+        if last is not None:
+            runs[threat.key] = last
+    if not runs:
+        return None
+    latest = max(runs.values(), key=lambda r: r.id)
+    return {"id": latest.id, "clean_accuracy": latest.clean_accuracy,
+            "robust_accuracy": {k: r.robust_accuracy.get(k) for k, r in runs.items()}}
+
+
+def _record(store: Any, name: str, config: AuditConfig, report: AuditReport,
+            outcome: GateOutcome) -> int:
+    from rampart.evaluate.history import RunRecord
+
+    return store.record(RunRecord(
+        model_name=name,
+        weights_fingerprint=report.model["weights_fingerprint"],
+        data_fingerprint=report.data["fingerprint"],
+        threats=[t.threat for t in report.threats],
+        suite=report.suite["name"],
+        seed=config.seed,
+        n_samples=report.n_samples,
+        clean_accuracy=report.clean_accuracy,
+        robust_accuracy=report.robust_accuracy,
+        contributions={t.key: t.attacks for t in report.threats},
+        diagnostics=[{"name": d["name"], "verdict": d["verdict"],
+                      "threat": d.get("threat")} for d in report.all_diagnostics()],
+        gates_passed=outcome.passed,
+        report_path=report.report_paths.get("html") or report.report_paths.get("json"),
+        duration_s=report.seconds,
+        extra={"data": config.data, "model_source": config.model},
+    ))
