@@ -92,7 +92,9 @@ def test_query_counts_respect_the_budget_and_stop_early(trained_model, test_batc
     assert 5 <= int(broken.sum()) <= int(correct.sum()) - 5
     assert int(r.queries.max()) <= 60
     assert torch.all(r.queries[r.robust] == 60)  # unbroken samples use the whole budget
-    assert torch.all(r.queries[broken] < 60)  # broken ones stopped early
+    # broken ones stop at the query that broke them (the last query may be the one)
+    assert torch.all(r.queries[broken] <= 60)
+    assert float((r.queries[broken] < 60).float().mean()) >= 0.5
     assert torch.all(r.queries[~correct] == 1)  # already wrong: only the clean check
 
     budgeted = ThreatModel(norm="linf", eps=0.15, query_budget=25)
