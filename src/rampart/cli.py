@@ -274,6 +274,89 @@ def _print_audit(run: Any) -> None:
                   highlight=False)
 
 
+@app.command("scan-data")
+def scan_data(
+    model: str = typer.Option(..., "--model", "-m", help="The model trained on the data: "
+                              "path/to/file.py:factory, package.module:factory or TorchScript."),
+    weights: Path | None = typer.Option(None, "--weights", "-w",
+                                        help="safetensors or state_dict file."),
+    data: str = typer.Option(..., "--data", "-d", help="The labelled training data to scan: "
+                             "npz:FILE, mnist:DIR, cifar10:DIR, folder:DIR or digits."),
+    scanners: str = typer.Option("all", "--scanner", "-s", help="activation-clustering, "
+                                 "spectral-signatures, label-consistency, strip (comma-separated) "
+                                 "or all."),
+    reference: str | None = typer.Option(None, "--reference", help="Trusted clean inputs for "
+                                         "STRIP (a data spec); STRIP is skipped without them."),
+    truth: Path | None = typer.Option(None, "--truth", help="Known poisoned mask (.npy, or "
+                                      ".npz with 'poisoned') for precision and recall."),
+    limit: int | None = typer.Option(None, "--limit", help="Scan only the first N samples."),
+    split: str = typer.Option("train", "--split", help="Dataset split for mnist/cifar10."),
+    batch_size: int = typer.Option(256, "--batch-size", help="Samples per forward pass."),
+    mean: str | None = typer.Option(None, "--mean", help="Per-channel mean, e.g. 0.49,0.48,0.45."),
+    std: str | None = typer.Option(None, "--std", help="Per-channel std, e.g. 0.25,0.24,0.26."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the scanners' random choices."),
+    out_dir: Path = typer.Option(Path("reports/scan-data"), "--out", help="Report folder."),
+    write_filtered: Path | None = typer.Option(None, "--write-filtered", help="Write the data "
+                                               "without the flagged samples to this .npz."),
+    fail_on_poison: bool = typer.Option(False, "--fail-on-poison", help="Exit 1 when a "
+                                        "scanner judges the data poisoned (a CI gate)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+) -> None:
+    """Scan training data for poisoned and mislabelled samples with the model trained on it.
+
+    Writes index.html, report.json and summary.md to --out. Exits 0, or 1 with
+    --fail-on-poison when the data looks poisoned, 2 on a usage error.
+    """
+    with _user_errors():
+        from rampart.cli_scan import ScanRequest, run_scan_command
+        from rampart.evaluate.json_report import to_jsonable
+
+        names = [n.strip() for n in scanners.split(",") if n.strip()]
+        request = ScanRequest(
+            model=model, data=data, weights=weights, scanners=names or None,
+            reference=reference, truth=truth, limit=limit, split=split, batch_size=batch_size,
+            mean=_floats(mean, "--mean"), std=_floats(std, "--std"), device=device, seed=seed,
+            out_dir=out_dir, write_filtered=write_filtered)
+        with _progress(quiet or as_json) as bar:
+            bar.add_task("scanning", total=None)
+            report = run_scan_command(request)
+        if as_json:
+            out.print_json(data=to_jsonable(report.to_dict(include_scores=False)))
+        else:
+            _print_scan(report)
+        if fail_on_poison and report.poisoned:
+            raise typer.Exit(1)
+
+
+def _print_scan(report: Any) -> None:
+    style = _VERDICT_STYLE[report.verdict]
+    out.print(f"[{style}]{escape(report.headline())}[/]", highlight=False)
+    table = Table(title=f"Scanners on {report.n_samples} samples")
+    truth = report.truth is not None
+    columns = ["scanner", "verdict", "flagged", "suspect classes"]
+    columns += ["precision", "recall"] if truth else []
+    for column in [*columns, "time s"]:
+        table.add_column(column, justify="left" if column in ("scanner", "verdict") else "right")
+    for r in report.runs:
+        if r.result is None:
+            table.add_row(r.name, "skipped", "-", "-", *(["-", "-"] if truth else []), "-")
+            continue
+        row = [r.name, "poisoned" if r.result.poisoned else "clean",
+               str(int(r.result.flagged.sum())),
+               ", ".join(map(str, r.result.suspect_classes)) or "none"]
+        if truth:
+            row += [_fmt(r.precision, True), _fmt(r.recall, True)]
+        table.add_row(*row, f"{r.seconds:.1f}")
+    out.print(table)
+    for r in report.runs:
+        if r.skipped:
+            out.print(f"note: {r.name} skipped: {escape(r.skipped)}", highlight=False)
+    for kind, path in report.report_paths.items():
+        out.print(f"{kind}: {path}", highlight=False)
+
+
 @app.command()
 def demo(
     out_dir: Path = typer.Option(Path("reports/demo"), "--out", help="Where results go."),

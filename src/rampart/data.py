@@ -84,11 +84,17 @@ def load_data(spec: str, limit: int | None = None, split: str = "test") -> Datas
     return dataset if limit is None else dataset.take(limit)
 
 
-def save_npz(path: str | Path, x: Any, y: Any) -> Path:
-    """Write ``x`` and ``y`` to a compressed ``.npz`` that ``npz:FILE`` can read back."""
+def save_npz(path: str | Path, x: Any, y: Any, **extra: Any) -> Path:
+    """Write ``x`` and ``y`` to a compressed ``.npz`` that ``npz:FILE`` can read back.
+
+    ``extra`` arrays travel along, e.g. ``poisoned=mask``, which ``rampart scan-data`` reads
+    as the known poisoned samples.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, x=np.asarray(x), y=np.asarray(y))
+    arrays = {k: v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
+              for k, v in {"x": x, "y": y, **extra}.items()}
+    np.savez_compressed(path, **arrays)
     return path
 
 
