@@ -71,7 +71,7 @@ class DataScanReport:
     settings: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
-    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     report_paths: dict[str, str] = field(default_factory=dict)
     # the scanned inputs, kept for the HTML gallery only (never written to JSON)
     x: np.ndarray | None = field(default=None, repr=False)
@@ -103,22 +103,29 @@ class DataScanReport:
         return sorted({c for r in self.completed if r.result.poisoned
                        for c in r.result.suspect_classes})
 
-    def headline(self) -> str:
-        """The verdict as one sentence."""
+    def finding(self) -> str:
+        """What the scanners found, in one sentence (the verdict's explanation)."""
         if not self.completed:
             return "No scanner ran."
         if self.poisoned:
             names = ", ".join(r.name for r in self.completed if r.result.poisoned)
-            return (f"Likely poisoned: {names} found suspicious samples in class(es) "
-                    f"{self.suspect_classes}; {int(self.flagged.sum())} of {self.n_samples} "
-                    "samples flagged.")
-        return (f"No sign of poisoning: none of the {len(self.completed)} scanner(s) found a "
-                "suspicious group of samples.")
+            which = "classes" if len(self.suspect_classes) > 1 else "class"
+            classes = ", ".join(map(str, self.suspect_classes))
+            return (f"{names} found suspicious samples in {which} {classes}; "
+                    f"{int(self.flagged.sum())} of {self.n_samples} samples flagged.")
+        return (f"None of the {len(self.completed)} scanner(s) found a suspicious group of "
+                "samples.")
+
+    def headline(self) -> str:
+        """The verdict and the finding as one line."""
+        return (("Likely poisoned: " if self.poisoned else "No sign of poisoning: ")
+                + self.finding())
 
     def to_dict(self, include_scores: bool = True) -> dict[str, Any]:
         flagged = self.flagged
         out: dict[str, Any] = {
-            "created_at": self.created_at, "verdict": self.verdict, "poisoned": self.poisoned,
+            "created_at": self.created_at.isoformat(), "verdict": self.verdict,
+            "poisoned": self.poisoned,
             "headline": self.headline(), "n_samples": self.n_samples,
             "num_classes": self.num_classes, "n_flagged": int(flagged.sum()),
             "flagged_indices": np.flatnonzero(flagged).tolist(),

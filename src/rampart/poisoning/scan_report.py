@@ -57,15 +57,17 @@ def render(report: DataScanReport) -> str:
                "seed": report.settings.get("seed")},
         created_at=report.created_at, version=report.environment.get("rampart"))
     page.headline(report.verdict, "Likely poisoned" if report.poisoned
-                  else "No sign of poisoning", report.headline())
+                  else "No sign of poisoning", report.finding())
 
     summary = page.section("summary", "Summary")
     cards = [Metric("samples", report.n_samples, "int"),
              Metric("flagged", int(flagged.sum()), "int",
                     hint="by scanners that judged the data poisoned",
                     tone="fail" if flagged.any() else "pass"),
-             Metric("suspect classes", ", ".join(map(str, report.suspect_classes)) or "none",
-                    "text", tone="fail" if report.suspect_classes else "pass")]
+             Metric("suspect " + ("class" if len(report.suspect_classes) == 1 else "classes"),
+                    ", ".join(map(str, report.suspect_classes)) or "none", "text",
+                    hint="whose samples a scanner judged poisoned",
+                    tone="fail" if report.suspect_classes else "pass")]
     if report.truth is not None:
         pr = report.to_dict(include_scores=False)["flagged_precision_recall"]
         cards += [Metric("truly poisoned", int(report.truth.sum()), "int"),
