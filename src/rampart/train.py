@@ -18,10 +18,15 @@ def fit(
     lr: float = 1e-2,
     seed: int = 0,
     on_epoch: Callable[[int, float], None] | None = None,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
 ) -> nn.Module:
     """Train ``net`` with Adam and cross-entropy on tensors; returns it in eval mode.
 
     ``on_epoch(epoch, mean_loss)`` is called after every epoch (for progress display).
+    ``transform`` maps each input batch before the step (a training augmentation such as
+    ``rampart.defenses.Augment``); ``loss_fn(logits, targets)`` replaces cross-entropy, with
+    ``y`` holding whatever targets it takes (soft labels for distillation, for example).
     """
     generator = torch.Generator().manual_seed(seed)
     device = next(net.parameters()).device
@@ -35,7 +40,8 @@ def fit(
         for start in range(0, x.shape[0], batch_size):
             idx = order[start:start + batch_size]
             optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(net(x[idx]), y[idx])
+            inputs = x[idx] if transform is None else transform(x[idx])
+            loss = loss_fn(net(inputs), y[idx])
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * idx.numel()

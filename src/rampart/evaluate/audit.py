@@ -6,9 +6,11 @@ a few gallery images are kept (``records.py``), and each finished batch is check
 an interrupted audit resumes where it stopped. Before the attacks, ``preflight`` checks for
 gradient masking on a sample of the first batch and may swap in an escalated model (EOT,
 BPDA) for the white-box attacks; after them, ``postflight`` checks the attacks' own
-behaviour. Under ``torchrun`` every process takes every n-th batch and the records are
-gathered into one report (``distributed.py``). Seeds depend on the batch, not the process,
-so one process and several give the same numbers.
+behaviour. With the diagnostics off, modules that declare themselves non-differentiable or
+random (``escalation.declarations``) still get BPDA or EOT. Under ``torchrun`` every
+process takes every n-th batch and the records are gathered into one report
+(``distributed.py``). Seeds depend on the batch, not the process, so one process and several
+give the same numbers.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from rampart.errors import ConfigError, InputError
 from rampart.evaluate import distributed
 from rampart.evaluate.audit_report import AuditReport, build_report
 from rampart.evaluate.cascade import run_cascade
+from rampart.evaluate.escalation import declared_attack_model, escalations
 from rampart.evaluate.fingerprint import DataFingerprint, weights_fingerprint
 from rampart.evaluate.records import BatchRecord, Checkpoint, PointRecord
 from rampart.evaluate.suites import SUITES, Suite, SuiteAttack, get_suite
@@ -254,6 +257,9 @@ class _Runner:
             self._needs_black_box = bool(pre.needs_black_box)
             self.escalation = [d["escalation"] for d in self.preflight_diagnostics
                                if d.get("escalation")]
+        else:  # no checks, but what the model declares about itself still holds
+            self.attack_model = declared_attack_model(self.model)
+            self.escalation = escalations(self.attack_model)
         for norm in dict.fromkeys(p.norm for p in self.points):
             attacks, notes = self.suite.for_model(self.model.num_classes, norm)
             self.notes += notes

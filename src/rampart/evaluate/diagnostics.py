@@ -35,6 +35,7 @@ from rampart.evaluate.escalation import (
     BPDAClassifier,
     EOTClassifier,
     EscalatedClassifier,
+    declarations,
     escalations,
     find_blocking_modules,
 )
@@ -184,6 +185,12 @@ def preflight(
     ``eot_samples`` passes), probability-like outputs (prefer DLR), zero or missing input
     gradients (black-box backup) and non-differentiable submodules (BPDA search on
     ``bpda_samples`` samples). Costs a few forward and backward passes on the sample.
+
+    Declarations come first where a model makes them (``escalation.declarations``): a
+    submodule with ``differentiable = False`` (e.g. ``rampart.defenses.BitDepthReduction``,
+    ``JPEGCompression``) is made straight-through by BPDA without having to be detected, and
+    one with ``random = True`` (``GaussianNoise``) switches EOT on even when the repeated
+    passes happen to agree. Detection still runs on top, for whatever nobody declared.
     """
     if not isinstance(model, Classifier):
         raise InputError(f"preflight needs a rampart.Classifier, got {type(model).__name__}.")
@@ -191,11 +198,14 @@ def preflight(
         raise ConfigError(f"repeats must be at least 2 to compare passes, got {repeats}.")
     x, y = _checked(model, x, y)
     x, y = x[:PREFLIGHT_SAMPLES], y[:PREFLIGHT_SAMPLES]
+    declared = declarations(model.net)
     with _seeded(seed, model.device), model.attacking():
-        randomised, rand_diag = _check_randomised(model, x, repeats, eot_samples)
+        randomised, rand_diag = _check_randomised(model, x, repeats, eot_samples,
+                                                  declared.random)
         prob_diag = _check_probabilities(model, x)
         grads = gradient_stats(model, x, y)
-        search = find_blocking_modules(model, x[:bpda_samples], seed=seed)
+        search = find_blocking_modules(model, x[:bpda_samples], seed=seed,
+                                       declared=declared.non_differentiable)
         attack_model: Classifier = model
         after: dict[str, Any] | None = None
         if search.replaced:
@@ -228,9 +238,13 @@ _BLACK_BOX = ("black-box backup: a score-based attack (Square, linf and l2) runs
               "sample the white-box attacks leave robust")
 
 
-def _check_randomised(model: Classifier, x: torch.Tensor, repeats: int,
-                      eot_samples: int) -> tuple[dict[str, Any] | None, Diagnostic]:
-    """Repeat the forward pass and compare; also tell per-sample from per-call randomness."""
+def _check_randomised(model: Classifier, x: torch.Tensor, repeats: int, eot_samples: int,
+                      declared: Sequence[str] = ()) -> tuple[dict[str, Any] | None, Diagnostic]:
+    """Repeat the forward pass and compare; also tell per-sample from per-call randomness.
+
+    ``declared`` names modules that declare a random forward: EOT is used even when the
+    passes agree (randomness that rarely shows, or shows only on other inputs).
+    """
     with torch.no_grad():
         outs = torch.stack([model.logits(x) for _ in range(repeats)])
         doubled = model.logits(torch.cat([x, x]))
@@ -242,7 +256,20 @@ def _check_randomised(model: Classifier, x: torch.Tensor, repeats: int,
         "relative_difference": spread / scale,
         "prediction_flip_share": float(flips.float().mean()),
         "mean_logit_std": float(outs.std(dim=0).mean()),
+        "declared_random": list(declared),
     }
+    said = (f" The model declares its forward random ({_names(declared)}: random = True)."
+            if declared else "")
+    if spread <= RANDOM_RTOL * scale and declared:
+        details.update(per_call_randomness=False, eot_samples=eot_samples)
+        return {"per_call": False}, Diagnostic(
+            "randomised-forward", "warn", "Randomised forward declared",
+            f"{repeats} forward passes on {x.shape[0]} samples gave the same logits (largest "
+            f"difference {spread:.2g}), but the model declares its forward random "
+            f"({_names(declared)}: random = True), so it may vary elsewhere. The white-box "
+            "attacks use Expectation over Transformation: the mean log-softmax of "
+            f"{eot_samples} passes (batched). Adversarial points still count only if they "
+            "fool a single ordinary forward pass of the model.", details)
     if spread <= RANDOM_RTOL * scale:
         return None, Diagnostic(
             "randomised-forward", "pass", "Deterministic forward pass",
@@ -259,8 +286,8 @@ def _check_randomised(model: Classifier, x: torch.Tensor, repeats: int,
         f"{repeats} forward passes on the same {n} inputs gave different logits (largest "
         f"difference {spread:.3g}, mean standard deviation {details['mean_logit_std']:.3g}); "
         f"the prediction changed between passes for {100 * details['prediction_flip_share']:.1f}"
-        "% of the samples. A single gradient of a randomised model is one noisy draw, which "
-        "makes attacks look weaker than they are. The white-box attacks therefore use "
+        f"% of the samples.{said} A single gradient of a randomised model is one noisy draw, "
+        "which makes attacks look weaker than they are. The white-box attacks therefore use "
         f"Expectation over Transformation: the mean log-softmax of {eot_samples} passes, whose "
         f"gradient is the expected one ({how}). Adversarial points still count only if they "
         "fool a single ordinary forward pass of the model.", details)
@@ -390,6 +417,9 @@ def _steps_verdict(search: BlockingSearch, grads: dict[str, Any], after: dict[st
     if search.error:
         tested = f"The submodule search could not run ({search.error})"
     named = ", ".join(f"{n} ({search.kinds.get(n, '?')})" for n in search.replaced)
+    if search.declared:
+        tested += (f"; {_names(search.declared)} declare(s) itself non-differentiable "
+                   "(differentiable = False) and was made straight-through without a search")
     stuck = ", ".join(f"{n} ({search.kinds.get(n, '?')}: {why})"
                       for n, why in search.unreplaceable.items())
     if search.unreplaceable or (after is not None and
@@ -690,6 +720,11 @@ def _randomness_note(model: Classifier) -> str:
             f"forward pass is fooled, while this re-run judges by the average of {eot.samples} "
             "passes, so part of the difference is the luck of single draws; either way, the "
             "reported robust accuracy is higher than what the model keeps on average.")
+
+
+def _names(modules: Sequence[str]) -> str:
+    """Module names for a sentence (``''``, the whole network, named as such)."""
+    return ", ".join(repr(n) if n else "the network itself" for n in modules)
 
 
 def _uses_eot(model: Classifier) -> bool:

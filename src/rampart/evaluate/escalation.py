@@ -15,6 +15,11 @@ adversarial point on the user's own model.
   JPEG-like or non-differentiable filter, a ``.detach()``, a threshold) keep their forward
   values but pass the gradient through as if they were the identity.
 - ``find_blocking_modules``: the search that finds those submodules by testing each one.
+- ``declarations``: what the modules say about themselves. A module may carry boolean
+  attributes ``differentiable`` and ``random`` (the preprocessing defences of
+  ``rampart.defenses`` do); a declared non-differentiable module gets BPDA without having to
+  be found by the search, a declared random one gets EOT even if the repeated forward passes
+  happened to agree. Undeclared models still go through detection alone.
 """
 
 from __future__ import annotations
@@ -234,6 +239,68 @@ def _pass_through(stack: list[torch.Tensor | None]) -> Any:
     return hook
 
 
+# ---------------------------------------------------------------------------------- declarations
+@dataclass
+class Declarations:
+    """What the modules of a network declare about their own forward pass.
+
+    A module declares by carrying a boolean ``differentiable`` or ``random`` attribute (a
+    class attribute or a property; anything that is not a ``bool`` is ignored).
+    ``non_differentiable``: the deepest modules with ``differentiable = False`` whose
+    gradient the audit replaces with BPDA's straight-through identity. A container that
+    declares its children's combined flag (``rampart.defenses.Preprocessed``) stands back for
+    the children that declare it themselves, so BPDA replaces exactly the preprocessing steps
+    and never the network behind them; the whole network (``''``) is never named, since it
+    cannot be made straight-through (its dead gradients are still caught by detection).
+    ``random``: the deepest modules with ``random = True`` (``''`` when only the network
+    itself declares it); the audit attacks through EOT.
+    """
+
+    non_differentiable: list[str] = field(default_factory=list)
+    random: list[str] = field(default_factory=list)
+
+
+def declarations(net: nn.Module) -> Declarations:
+    """Read every submodule's ``differentiable`` and ``random`` declaration (see above)."""
+    blocking = [name for name, module in net.named_modules()
+                if _declared(module, "differentiable") is False]
+    random = [name for name, module in net.named_modules() if _declared(module, "random")]
+    return Declarations(
+        non_differentiable=[n for n in _deepest(blocking) if n],
+        random=_deepest(random))
+
+
+def declared_attack_model(model: Classifier, eot_samples: int = EOT_SAMPLES) -> Classifier:
+    """The model white-box attacks should use, from the declarations alone (no checks).
+
+    BPDA over the declared non-differentiable modules, then EOT (batched) when any module
+    declares randomness; ``model`` itself when nothing is declared. The audit uses this when
+    its diagnostics are switched off; with them on, ``diagnostics.preflight`` combines the
+    declarations with detection.
+    """
+    found = declarations(model.net)
+    attack_model = model
+    if found.non_differentiable:
+        attack_model = BPDAClassifier(attack_model, found.non_differentiable)
+    if found.random:
+        attack_model = EOTClassifier(attack_model, samples=eot_samples)
+    return attack_model
+
+
+def _deepest(names: list[str]) -> list[str]:
+    return [n for n in names if not any(_inside(o, n) for o in names)]
+
+
+def _declared(module: nn.Module, flag: str) -> bool | None:
+    value = getattr(module, flag, None)
+    return value if isinstance(value, bool) else None
+
+
+def _inside(name: str, parent: str) -> bool:
+    """Is the module ``name`` strictly inside ``parent`` (names from ``named_modules``)?"""
+    return name != parent and (parent == "" or name.startswith(parent + "."))
+
+
 # ---------------------------------------------------------------------------------- search
 @dataclass
 class BlockingSearch:
@@ -243,6 +310,8 @@ class BlockingSearch:
     blocking modules that change the shape or type of their input, with the reason.
     ``tested``: how many submodules were tested; ``skipped``: how many could not be (input not
     a floating tensor, a failing call, a scripted module). ``kinds``: each module's class.
+    ``declared``: modules that declared themselves non-differentiable (``declarations``);
+    they are replaced from the start, without having to be found.
     """
 
     replaced: list[str] = field(default_factory=list)
@@ -251,11 +320,12 @@ class BlockingSearch:
     skipped: int = 0
     kinds: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    declared: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"replaced": list(self.replaced), "unreplaceable": dict(self.unreplaceable),
                 "tested": self.tested, "skipped": self.skipped, "kinds": dict(self.kinds),
-                "error": self.error}
+                "error": self.error, "declared": list(self.declared)}
 
 
 @dataclass
@@ -268,8 +338,14 @@ class _Probe:
     blocked_share: float
 
 
-def find_blocking_modules(model: Classifier, x: torch.Tensor, seed: int = 0) -> BlockingSearch:
+def find_blocking_modules(model: Classifier, x: torch.Tensor, seed: int = 0,
+                          declared: Sequence[str] = ()) -> BlockingSearch:
     """Find the submodules of ``model.net`` that stop gradients although they use their input.
+
+    ``declared`` names modules already known to be non-differentiable (from
+    ``declarations``): they are straight-through from the first round, so the search looks
+    only for blocking modules nobody declared. One that turns out to change the shape of its
+    input (BPDA's identity cannot stand in for it) moves to ``unreplaceable``.
 
     One forward pass records the input of every submodule (its first call); each submodule is
     then called alone on that input and on changed ones (``PROBE_SCALES``), with a
@@ -280,7 +356,10 @@ def find_blocking_modules(model: Classifier, x: torch.Tensor, seed: int = 0) -> 
     (``''``) is never a candidate. Cost: about three forward passes and one backward pass per
     submodule nesting level, on ``x``.
     """
-    search = BlockingSearch()
+    search = BlockingSearch(replaced=list(dict.fromkeys(declared)),
+                            declared=list(dict.fromkeys(declared)))
+    for name in search.declared:
+        search.kinds[name] = type(model.net.get_submodule(name)).__name__
     generator = torch.Generator(device=x.device).manual_seed(seed)
     with model.attacking():
         for _ in range(SEARCH_ROUNDS):
@@ -295,6 +374,14 @@ def find_blocking_modules(model: Classifier, x: torch.Tensor, seed: int = 0) -> 
             usable = {n: p for n, p in probes.items() if p is not None}
             if not search.tested:
                 search.tested, search.skipped = len(usable), len(calls) - len(usable)
+                for name in search.declared:
+                    probe = usable.get(name)
+                    if probe is not None and not (probe.shape_preserving and probe.floating):
+                        search.replaced.remove(name)
+                        search.unreplaceable[name] = (
+                            "it declares itself non-differentiable but "
+                            + ("its output is not a floating tensor" if not probe.floating
+                               else "changes the shape of its input"))
             blocked = [n for n, p in usable.items() if p.blocked and n not in search.replaced]
             can = [n for n in blocked if usable[n].shape_preserving and usable[n].floating]
             deepest = [n for n in can if not any(o.startswith(n + ".") for o in can)]
