@@ -47,6 +47,11 @@ def render(report: Any) -> str:
     _summary(page, report)
     _robustness(page, report)
     _curves(page, report)
+    if getattr(report, "certification", None) is not None:
+        from rampart.defenses.certify_report import curve_section
+
+        curve_section(page, report.certification, id="certified",
+                      title="Certified accuracy vs radius (randomized smoothing)")
     _breakdowns(page, report)
     _examples(page, report)
     page.section("diagnostics", "Gradient-masking diagnostics",

@@ -72,6 +72,8 @@ class AuditReport:
     notes: list[str] = field(default_factory=list)
     gates: dict[str, Any] | None = None
     report_paths: dict[str, str] = field(default_factory=dict)
+    # a rampart.defenses.CertifyResult on the same model: adds certified accuracy vs radius
+    certification: Any = None
 
     # ------------------------------------------------------------------ views
     @property
@@ -103,6 +105,8 @@ class AuditReport:
             "curves": self.curves, "notes": self.notes, "gates": self.gates,
             "seconds": self.seconds, "environment": self.environment,
             "report_paths": self.report_paths,
+            **({"certification": self.certification.to_dict(include_samples=False)}
+               if self.certification is not None else {}),
         })
 
     # ------------------------------------------------------------------ outputs
