@@ -20,7 +20,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rampart import __version__
+from rampart.cli_certify import certify
 from rampart.cli_history import history
+from rampart.cli_train import train
 from rampart.errors import ConfigError, RampartError
 
 app = typer.Typer(
@@ -420,7 +422,9 @@ def demo(
                   "--data digits --eps 0.1 --suite quick", soft_wrap=True, highlight=False)
 
 
+app.command("certify")(certify)
 app.command("history")(history)
+app.command("train")(train)
 
 
 def main() -> None:
