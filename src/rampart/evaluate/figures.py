@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from rampart.errors import InputError
 from rampart.evaluate.png import Png
@@ -98,19 +98,22 @@ def line_chart(
     with matplotlib.rc_context(STYLE):
         fig = _new_figure(size, scale)
         ax = fig.add_subplot()
-        drawn = 0
+        drawn, whole = 0, True
         for i, (name, (xs, ys)) in enumerate(series.items()):
             x, y = _array(xs, f"series {name!r} x"), _array(ys, f"series {name!r} y")
             if x.shape != y.shape:
                 raise InputError(f"series {name!r}: x has {x.size} values but y has {y.size}.")
             if x.size == 0:
                 continue
+            whole = whole and bool(np.all(np.isfinite(x) & (x == np.round(x))))
             ax.plot(x, y, label=str(name), color=PALETTE[i % len(PALETTE)],
                     marker="o" if markers and x.size <= 30 else None)
             drawn += 1
         if not drawn:
             _no_data(ax)
         else:
+            if whole:  # epochs, steps, counts: no ticks between whole numbers
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             for j, (name, xv) in enumerate((vlines or {}).items()):
                 ax.axvline(float(xv), color="#59636e", linestyle="--", linewidth=1,
                            label=str(name), alpha=0.8 - 0.15 * (j % 3))
