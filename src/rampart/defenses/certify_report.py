@@ -70,7 +70,7 @@ def render(result: CertifyResult) -> str:
                          s["certified_accuracy_at_1_sigma"], "pct")]
     cards += [Metric("abstained", s["abstain_rate"], "pct"),
               Metric("median radius", s["median_radius"], ".3g", hint="of certified samples"),
-              Metric("noisy passes / s", result.throughput, ".4g")]
+              Metric("noisy passes / s", result.throughput, "int")]
     summary.metrics(cards)
     summary.table(table_rows(result), columns=_columns(result),
                   formats={"radius": ".3g", "certified_accuracy": "pct",

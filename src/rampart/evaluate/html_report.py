@@ -337,7 +337,10 @@ def _rampart_version() -> str:
 
 def _timestamp(value: datetime | str) -> tuple[str, str]:
     if isinstance(value, str):
-        return value, value
+        try:  # an ISO timestamp, as the JSON reports keep it, reads like a datetime
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value, value
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     value = value.astimezone(UTC)
