@@ -10,16 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rampart.data import load_data
 from rampart.devices import resolve_device
-from rampart.errors import ConfigError
 from rampart.evaluate import distributed
 from rampart.evaluate.audit import audit
 from rampart.evaluate.audit_config import AuditConfig
 from rampart.evaluate.audit_report import AuditReport
 from rampart.evaluate.gates import GateOutcome, check_gates
-from rampart.loading import load_model
-from rampart.models import Classifier
+from rampart.targets import load_target
 
 CHECKPOINT_DIR = ".checkpoint"
 
@@ -39,16 +36,10 @@ def run_audit_command(config: AuditConfig, progress: Any = None, fresh: bool = F
                       fail_on_warning: bool = False) -> AuditRun:
     """Run the audit ``config`` describes; write reports and history on the main process."""
     device = resolve_device(config.device)
-    dataset = load_data(config.data, limit=config.limit, split=config.split)
-    net = load_model(config.model, config.weights, device=device)
-    model = Classifier(net, bounds=config.bounds, mean=config.mean, std=config.std,
-                       input_shape=dataset.x.shape[1:], output=config.output,
-                       batch_size=config.batch_size)
-    if model.num_classes < dataset.num_classes:
-        raise ConfigError(
-            f"the model has {model.num_classes} outputs but the data has {dataset.num_classes} "
-            "classes; check that the model and the data belong together."
-        )
+    net, model, dataset = load_target(
+        config.model, config.weights, config.data, device=device, limit=config.limit,
+        split=config.split, bounds=config.bounds, mean=config.mean, std=config.std,
+        output=config.output, batch_size=config.batch_size)
     out_dir = config.outputs.dir
     name = config.name or _model_name(config)
     task = None

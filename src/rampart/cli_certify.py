@@ -59,25 +59,17 @@ class CertifyRequest:
 def run_certify_command(request: CertifyRequest,
                         on_rows: ProgressHook | None = None) -> CertifyResult:
     """Certify the data the request names and write index.html, report.json and summary.md."""
-    from rampart.data import load_data
     from rampart.defenses.smoothing import SmoothedClassifier
     from rampart.devices import resolve_device
     from rampart.evaluate.environment import collect
     from rampart.evaluate.fingerprint import data_fingerprint, weights_fingerprint
-    from rampart.loading import load_model
-    from rampart.models import Classifier
+    from rampart.targets import load_target
 
     request.check()
     device = resolve_device(request.device)
-    dataset = load_data(request.data, limit=request.limit, split=request.split)
-    net = load_model(request.model, request.weights, device=device)
-    model = Classifier(net, bounds=(0.0, 1.0), mean=request.mean, std=request.std,
-                       input_shape=dataset.x.shape[1:], batch_size=request.batch_size)
-    if model.num_classes < dataset.num_classes:
-        raise ConfigError(
-            f"the model has {model.num_classes} outputs but the data has {dataset.num_classes} "
-            "classes; check that --model and --data belong together."
-        )
+    net, model, dataset = load_target(
+        request.model, request.weights, request.data, device=device, limit=request.limit,
+        split=request.split, mean=request.mean, std=request.std, batch_size=request.batch_size)
     smoothed = SmoothedClassifier(model, request.sigma, batch_size=request.batch_size,
                                   seed=request.seed)
     result = smoothed.certify(dataset.x, dataset.y, n0=request.n0, n=request.n,

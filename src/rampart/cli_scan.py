@@ -17,10 +17,9 @@ from rampart.devices import resolve_device
 from rampart.errors import ConfigError, DataLoadError
 from rampart.evaluate.environment import collect
 from rampart.evaluate.fingerprint import data_fingerprint, weights_fingerprint
-from rampart.loading import load_model
-from rampart.models import Classifier
 from rampart.poisoning.mitigation import filter_dataset
 from rampart.poisoning.scan import DataScanReport, scan_data
+from rampart.targets import load_target
 
 TRUTH_KEYS = ("poisoned", "poisoned_mask")
 
@@ -52,15 +51,9 @@ def run_scan_command(request: ScanRequest) -> DataScanReport:
         raise ConfigError(f"--write-filtered writes an .npz file; got {request.write_filtered}. "
                           "Give a path ending in .npz.")
     device = resolve_device(request.device)
-    dataset = load_data(request.data, limit=request.limit, split=request.split)
-    net = load_model(request.model, request.weights, device=device)
-    model = Classifier(net, bounds=(0.0, 1.0), mean=request.mean, std=request.std,
-                       input_shape=dataset.x.shape[1:], batch_size=request.batch_size)
-    if model.num_classes < dataset.num_classes:
-        raise ConfigError(
-            f"the model has {model.num_classes} outputs but the data has {dataset.num_classes} "
-            "classes; check that the model and the data belong together."
-        )
+    net, model, dataset = load_target(
+        request.model, request.weights, request.data, device=device, limit=request.limit,
+        split=request.split, mean=request.mean, std=request.std, batch_size=request.batch_size)
     reference = None
     if request.reference is not None:
         ref = load_data(request.reference, split="test")

@@ -7,14 +7,12 @@ override the file. Unknown keys are errors, so a typo never silently drops a gat
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rampart.errors import ConfigError
+from rampart.config_files import read_config_file, validate
 from rampart.evaluate.gates import Gates
 from rampart.evaluate.suites import SUITES
 from rampart.threat import ThreatModel
@@ -91,35 +89,9 @@ class AuditConfig(BaseModel):
     def from_file(cls, path: str | Path, overrides: dict[str, Any] | None = None
                   ) -> AuditConfig:
         """Read a YAML/JSON file, apply ``overrides`` (flags), validate."""
-        file = Path(path)
-        if not file.is_file():
-            raise ConfigError(f"no audit config at {file}; write one like this:\n{EXAMPLE}")
-        try:
-            text = file.read_text()
-            data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read the audit config {file}: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"the audit config {file} must be a mapping of settings; see:\n"
-                              f"{EXAMPLE}")
-        base = file.parent
-        for key in ("weights",):
-            if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
-                candidate = base / data[key]
-                if candidate.exists():
-                    data[key] = str(candidate)
-        return cls.build({**data, **(overrides or {})}, where=str(file))
+        data = read_config_file(path, "audit", EXAMPLE)
+        return cls.build({**data, **(overrides or {})}, where=str(path))
 
     @classmethod
     def build(cls, data: dict[str, Any], where: str = "the audit settings") -> AuditConfig:
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            problems = []
-            for error in exc.errors():
-                field_ = ".".join(str(p) for p in error["loc"]) or "(top level)"
-                message = error["msg"].removeprefix("Value error, ")
-                if error["type"] == "extra_forbidden":
-                    message = "unknown setting"
-                problems.append(f"  {field_}: {message}")
-            raise ConfigError(f"{where} has problems:\n" + "\n".join(problems)) from None
+        return validate(cls, data, where)

@@ -8,15 +8,13 @@ never silently drops a setting.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rampart.config_files import read_config_file, validate
 from rampart.defenses.training.methods import METHODS
-from rampart.errors import ConfigError
 from rampart.threat import ThreatModel
 
 EXAMPLE = """\
@@ -162,40 +160,16 @@ class TrainConfig(BaseModel):
     def from_file(cls, path: str | Path, overrides: dict[str, Any] | None = None
                   ) -> TrainConfig:
         """Read a YAML/JSON file, apply ``overrides`` (flags), validate."""
-        file = Path(path)
-        if not file.is_file():
-            raise ConfigError(f"no training config at {file}; write one like this:\n{EXAMPLE}")
-        try:
-            text = file.read_text()
-            data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read the training config {file}: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"the training config {file} must be a mapping of settings; "
-                              f"see:\n{EXAMPLE}")
-        if isinstance(data.get("weights"), str) and not Path(data["weights"]).is_absolute():
-            candidate = file.parent / data["weights"]
-            if candidate.exists():
-                data["weights"] = str(candidate)
+        data = read_config_file(path, "training", EXAMPLE)
         merged = dict(data)
         for key, value in (overrides or {}).items():
             if isinstance(value, dict) and isinstance(merged.get(key), dict):
                 merged[key] = {**merged[key], **value}
             else:
                 merged[key] = value
-        return cls.build(merged, where=str(file))
+        return cls.build(merged, where=str(path))
 
     @classmethod
     def build(cls, data: dict[str, Any], where: str = "the training settings") -> TrainConfig:
         """Validate ``data``; every problem is listed in one ``ConfigError``."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            problems = []
-            for error in exc.errors():
-                field_ = ".".join(str(p) for p in error["loc"]) or "(top level)"
-                message = error["msg"].removeprefix("Value error, ")
-                if error["type"] == "extra_forbidden":
-                    message = "unknown setting"
-                problems.append(f"  {field_}: {message}")
-            raise ConfigError(f"{where} has problems:\n" + "\n".join(problems)) from None
+        return validate(cls, data, where)
