@@ -32,6 +32,26 @@ def trained_net(digits: tuple[torch.Tensor, torch.Tensor]) -> nn.Module:
     return fit(digits_cnn(), x[:1400], y[:1400], epochs=8, seed=0)
 
 
+@pytest.fixture(scope="session")
+def split(digits: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """The digits the models are trained on (first 1,400) and the held-out rest."""
+    x, y = digits
+    return x[:1400], y[:1400], x[1400:], y[1400:]
+
+
+@pytest.fixture(scope="session")
+def backdoored(split: tuple[torch.Tensor, ...]) -> tuple:
+    """BadNets at 10% on the training digits (3x3 checkerboard, target 0): the attack, the
+    poisoned data and the model trained on it."""
+    from rampart.poisoning import BadNets, PatchTrigger
+
+    x, y, _, _ = split
+    attack = BadNets(target=0, rate=0.1, trigger=PatchTrigger(size=3, margin=0), seed=0)
+    poisoned = attack(x, y)
+    torch.manual_seed(0)
+    return attack, poisoned, fit(digits_cnn(), poisoned.x, poisoned.y, epochs=8, seed=0)
+
+
 @pytest.fixture()
 def trained_model(trained_net: nn.Module) -> rampart.Classifier:
     return rampart.Classifier(trained_net, bounds=(0.0, 1.0), input_shape=(1, 8, 8))

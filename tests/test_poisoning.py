@@ -31,30 +31,6 @@ from rampart.zoo import digits_cnn
 TRIGGER = PatchTrigger(size=3, margin=0)
 
 
-@pytest.fixture(scope="module")
-def split(digits):
-    x, y = digits
-    return x[:1400], y[:1400], x[1400:], y[1400:]
-
-
-@pytest.fixture(scope="module")
-def clean_net(split):
-    x, y, _, _ = split
-    torch.manual_seed(0)
-    return fit(digits_cnn(), x, y, epochs=8, seed=0)
-
-
-@pytest.fixture(scope="module")
-def badnets_run(split):
-    """BadNets at 10% on digits and the model trained on it."""
-    x, y, _, _ = split
-    attack = BadNets(target=0, rate=0.1, trigger=TRIGGER, seed=0)
-    poisoned = attack(x, y)
-    torch.manual_seed(0)
-    net = fit(digits_cnn(), poisoned.x, poisoned.y, epochs=8, seed=0)
-    return attack, poisoned, net
-
-
 # ---------------------------------------------------------------- triggers
 
 
@@ -139,11 +115,11 @@ def test_badnets_source_specific(split):
     assert bool((y[mask] == 7).all()) and bool((y_p[mask] == 1).all())
 
 
-def test_badnets_at_ten_percent_backdoors_the_model(split, badnets_run, clean_net):
+def test_badnets_at_ten_percent_backdoors_the_model(split, backdoored, trained_net):
     _, _, x_test, y_test = split
-    attack, _, net = badnets_run
+    attack, _, net = backdoored
     poisoned = backdoor_metrics(net, x_test, y_test, attack.trigger, attack.target)
-    clean = backdoor_metrics(clean_net, x_test, y_test, attack.trigger, attack.target)
+    clean = backdoor_metrics(trained_net, x_test, y_test, attack.trigger, attack.target)
     assert poisoned.attack_success_rate >= 0.9
     assert poisoned.triggered_accuracy <= 0.1
     assert clean.attack_success_rate <= 0.1  # the trigger alone does not do it
@@ -219,10 +195,10 @@ def test_targeted_label_flip_relabels_one_source_class(split):
 # ---------------------------------------------------------------- clean label
 
 
-def test_clean_label_backdoor_keeps_labels_and_needs_its_perturbation(split, clean_net):
+def test_clean_label_backdoor_keeps_labels_and_needs_its_perturbation(split, trained_net):
     x, y, x_test, y_test = split
     eps = 0.3
-    attack = CleanLabelBackdoor(clean_net, target=0, rate=1.0, trigger=TRIGGER, eps=eps,
+    attack = CleanLabelBackdoor(trained_net, target=0, rate=1.0, trigger=TRIGGER, eps=eps,
                                 steps=10, seed=0)
     x_p, y_p, mask = attack(x, y)
     assert torch.equal(y_p, y)  # every label is still correct
@@ -232,7 +208,7 @@ def test_clean_label_backdoor_keeps_labels_and_needs_its_perturbation(split, cle
     assert float((x_p - x)[outside].abs().max()) <= eps + 1e-5
     assert float(x_p.min()) >= 0 and float(x_p.max()) <= 1
 
-    plain = CleanLabelBackdoor(clean_net, target=0, rate=1.0, trigger=TRIGGER, eps=0.0)
+    plain = CleanLabelBackdoor(trained_net, target=0, rate=1.0, trigger=TRIGGER, eps=0.0)
     successes = []
     for a in (attack, plain):
         xa, ya, _ = a(x, y)
@@ -243,19 +219,19 @@ def test_clean_label_backdoor_keeps_labels_and_needs_its_perturbation(split, cle
     assert successes[0] >= successes[1] + 0.1
 
 
-def test_clean_label_backdoor_validates(clean_net):
+def test_clean_label_backdoor_validates(trained_net):
     with pytest.raises(ConfigError, match="surrogate"):
         CleanLabelBackdoor("model")
     with pytest.raises(ConfigError, match="eps"):
-        CleanLabelBackdoor(clean_net, eps=-1)
+        CleanLabelBackdoor(trained_net, eps=-1)
 
 
 # ---------------------------------------------------------------- metrics
 
 
-def test_metric_functions_agree_with_backdoor_metrics(split, badnets_run):
+def test_metric_functions_agree_with_backdoor_metrics(split, backdoored):
     _, _, x_test, y_test = split
-    attack, _, net = badnets_run
+    attack, _, net = backdoored
     report = backdoor_metrics(net, x_test, y_test, attack.trigger, 0)
     x_trig = attack.trigger(x_test)
     assert clean_accuracy(net, x_test, y_test) == pytest.approx(report.clean_accuracy)
@@ -268,33 +244,33 @@ def test_metric_functions_agree_with_backdoor_metrics(split, badnets_run):
     assert set(report.to_dict()) >= {"clean_accuracy", "attack_success_rate"}
 
 
-def test_metrics_refuse_a_target_the_model_does_not_have(split, clean_net):
+def test_metrics_refuse_a_target_the_model_does_not_have(split, trained_net):
     _, _, x_test, y_test = split
     with pytest.raises(ConfigError, match="does not exist"):
-        backdoor_metrics(clean_net, x_test, y_test, TRIGGER, 10)
+        backdoor_metrics(trained_net, x_test, y_test, TRIGGER, 10)
     with pytest.raises(InputError, match="every sample"):
-        attack_success_rate(clean_net, x_test[y_test == 0], y_test[y_test == 0], 0)
+        attack_success_rate(trained_net, x_test[y_test == 0], y_test[y_test == 0], 0)
 
 
 # ---------------------------------------------------------------- features
 
 
-def test_penultimate_features_are_the_heads_input(split, clean_net):
+def test_penultimate_features_are_the_heads_input(split, trained_net):
     x = split[0][:300]
-    name, head = penultimate_layer(clean_net)
+    name, head = penultimate_layer(trained_net)
     assert isinstance(head, nn.Linear) and name == "7"
-    features = extract_features(clean_net, x, batch_size=64)
+    features = extract_features(trained_net, x, batch_size=64)
     assert features.shape == (300, head.in_features)
     with torch.no_grad():
-        assert torch.allclose(head(features), clean_net(x), atol=1e-5)
-    conv = extract_features(clean_net, x.numpy(), layer="1")  # ReLU after the first conv
+        assert torch.allclose(head(features), trained_net(x), atol=1e-5)
+    conv = extract_features(trained_net, x.numpy(), layer="1")  # ReLU after the first conv
     assert conv.shape == (300, 16 * 8 * 8)
 
 
-def test_feature_layer_errors_are_clear(clean_net):
+def test_feature_layer_errors_are_clear(trained_net):
     x = torch.zeros(2, 1, 8, 8)
     with pytest.raises(ConfigError, match="no layer named 'head'.*pick one of: 0, 1"):
-        extract_features(clean_net, x, layer="head")
+        extract_features(trained_net, x, layer="head")
     convs = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten())
     with pytest.raises(ConfigError, match="no nn.Linear"):
         extract_features(convs, x)

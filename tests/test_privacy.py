@@ -18,12 +18,6 @@ from rampart.zoo import digits_cnn
 pytest.importorskip("opacus")
 
 
-@pytest.fixture(scope="module")
-def split(digits):
-    x, y = digits
-    return x[:1400], y[:1400], x[1400:], y[1400:]
-
-
 def batchnorm_net() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(

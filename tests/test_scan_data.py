@@ -16,23 +16,16 @@ from rampart.errors import ConfigError, InputError
 from rampart.evaluate import browser
 from rampart.evaluate.json_report import read_json
 from rampart.loading import save_weights
-from rampart.poisoning import BadNets, PatchTrigger
 from rampart.poisoning.scan import scan_data
-from rampart.train import fit
-from rampart.zoo import digits_cnn
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def poisoned_set(digits):
-    """BadNets at 10% on the first 1,400 shuffled digits, and a model trained on them."""
-    x, y = digits
-    attack = BadNets(target=0, rate=0.1, trigger=PatchTrigger(size=3, margin=0), seed=0)
-    poisoned = attack(x[:1400], y[:1400])
-    torch.manual_seed(0)
-    net = fit(digits_cnn(), poisoned.x, poisoned.y, epochs=8, seed=0)
-    return poisoned, net, x[1400:1600]
+def poisoned_set(backdoored, split):
+    """The backdoored digits (conftest), the model trained on them, and clean references."""
+    _, poisoned, net = backdoored
+    return poisoned, net, split[2][:200]
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,8 @@ from rampart.errors import ConfigError, InputError
 from rampart.poisoning import (
     STRIP,
     ActivationClustering,
-    BadNets,
     LabelConsistency,
     LabelFlip,
-    PatchTrigger,
     ScanResult,
     SpectralSignatures,
     backdoor_metrics,
@@ -25,29 +23,6 @@ from rampart.poisoning import (
 from rampart.poisoning.scanners.result import summarise_classes
 from rampart.train import fit
 from rampart.zoo import digits_cnn
-
-
-@pytest.fixture(scope="module")
-def split(digits):
-    x, y = digits
-    return x[:1400], y[:1400], x[1400:], y[1400:]
-
-
-@pytest.fixture(scope="module")
-def clean_net(split):
-    x, y, _, _ = split
-    torch.manual_seed(0)
-    return fit(digits_cnn(), x, y, epochs=8, seed=0)
-
-
-@pytest.fixture(scope="module")
-def backdoored(split):
-    x, y, _, _ = split
-    attack = BadNets(target=0, rate=0.1, trigger=PatchTrigger(size=3, margin=0), seed=0)
-    poisoned = attack(x, y)
-    torch.manual_seed(0)
-    net = fit(digits_cnn(), poisoned.x, poisoned.y, epochs=8, seed=0)
-    return attack, poisoned, net
 
 
 def synthetic_activations(poison: int = 150, seed: int = 0):
@@ -125,9 +100,9 @@ def test_size_rule_mistakes_a_small_natural_mode_for_poison():
 
 
 @pytest.mark.parametrize("scanner", [ActivationClustering(), SpectralSignatures()])
-def test_default_rules_flag_few_samples_of_a_clean_digits_model(scanner, split, clean_net):
+def test_default_rules_flag_few_samples_of_a_clean_digits_model(scanner, split, trained_net):
     x, y, _, _ = split
-    result = scanner.scan(clean_net, x, y)
+    result = scanner.scan(trained_net, x, y)
     assert result.flagged.mean() <= 0.02
     assert result.scores.shape == (1400,) and set(result.per_class) == set(range(10))
 
@@ -154,9 +129,9 @@ def test_strip_finds_triggered_training_samples(split, backdoored):
     assert result.poisoned and result.suspect_classes == [0]
 
 
-def test_strip_on_a_clean_model_stays_quiet_and_works_without_labels(split, clean_net):
+def test_strip_on_a_clean_model_stays_quiet_and_works_without_labels(split, trained_net):
     x, _, x_test, _ = split
-    result = STRIP(x_test[:200]).scan(clean_net, x)
+    result = STRIP(x_test[:200]).scan(trained_net, x)
     assert not result.poisoned and result.flagged.mean() <= 0.03
     assert result.settings["grouped_by"] == "prediction"
 
@@ -180,7 +155,7 @@ def test_the_best_scanner_finds_most_poison_and_filtering_removes_the_backdoor(
     assert mitigated.n_removed == int(best.flagged.sum())
 
 
-def test_filter_dataset_and_retrain_inputs(split, clean_net):
+def test_filter_dataset_and_retrain_inputs(split, trained_net):
     x, y, _, _ = split
     mask = np.zeros(1400, dtype=bool)
     mask[:100] = True
@@ -191,8 +166,8 @@ def test_filter_dataset_and_retrain_inputs(split, clean_net):
         filter_dataset(x, y, np.zeros(5, bool))
     with pytest.raises(InputError, match="nothing would be left"):
         filter_and_retrain(digits_cnn, x, y, np.ones(1400, bool))
-    retrained = filter_and_retrain(clean_net, x, y, mask, epochs=1)
-    assert retrained.net is not clean_net and retrained.n_removed == 100
+    retrained = filter_and_retrain(trained_net, x, y, mask, epochs=1)
+    assert retrained.net is not trained_net and retrained.n_removed == 100
 
 
 # ---------------------------------------------------------------- label consistency
@@ -211,16 +186,16 @@ def test_label_consistency_finds_flipped_labels_and_suggests_the_truth(split):
         assert (suggested[flipped.numpy()] == y[flipped].numpy()).mean() >= 0.9
 
 
-def test_label_consistency_on_clean_labels(split, clean_net):
+def test_label_consistency_on_clean_labels(split, trained_net):
     x, y, _, _ = split
-    result = LabelConsistency().scan(clean_net, x, y)
+    result = LabelConsistency().scan(trained_net, x, y)
     assert not result.poisoned and result.flagged.mean() <= 0.03
 
 
 # ---------------------------------------------------------------- bad input
 
 
-def test_scanners_refuse_bad_settings_and_data(split, clean_net):
+def test_scanners_refuse_bad_settings_and_data(split, trained_net):
     x, y, x_test, _ = split
     with pytest.raises(ConfigError, match="rule"):
         ActivationClustering(rule="biggest")
@@ -229,11 +204,11 @@ def test_scanners_refuse_bad_settings_and_data(split, clean_net):
     with pytest.raises(ConfigError, match=r"\[0, 1\]"):
         SpectralSignatures(expected_rate=2.0)
     with pytest.raises(InputError, match="labelled data"):
-        ActivationClustering().scan(clean_net, x, None)
+        ActivationClustering().scan(trained_net, x, None)
     with pytest.raises(ConfigError, match="needs the model"):
         LabelConsistency().scan(None, x, y)
     with pytest.raises(InputError, match="reference set"):
-        STRIP(torch.zeros(10, 1, 4, 4)).scan(clean_net, x)
+        STRIP(torch.zeros(10, 1, 4, 4)).scan(trained_net, x)
     with pytest.raises(ConfigError, match="frr"):
         STRIP(x_test, frr=0.0)
     with pytest.raises(InputError, match="at least 2"):
