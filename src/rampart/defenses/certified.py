@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy.stats import norm
 
 from rampart.errors import InputError
+from rampart.evaluate.saved_report import SavedReport
 
 SCHEMA_KIND = "certify"
 SCHEMA_VERSION = 1
@@ -19,9 +19,12 @@ CURVE_POINTS = 41
 
 
 @dataclass
-class CertifyResult:
+class CertifyResult(SavedReport):
     """Per-input answers of CERTIFY (``predictions`` is ``-1`` where it abstained, and the
     radius there is 0), the settings that produced them and how long it took."""
+
+    schema_kind: ClassVar[str] = SCHEMA_KIND
+    schema_version: ClassVar[int] = SCHEMA_VERSION
 
     predictions: np.ndarray
     radii: np.ndarray
@@ -128,26 +131,15 @@ class CertifyResult:
         return out
 
     # ------------------------------------------------------------------ reports
-    def save_json(self, path: str | Path) -> Path:
-        from rampart.evaluate.json_report import write_json
-
-        return write_json(path, SCHEMA_KIND, SCHEMA_VERSION, self.to_dict())
-
     def to_markdown(self) -> str:
         from rampart.defenses.certify_report import markdown
 
         return markdown(self)
 
-    def save_markdown(self, path: str | Path) -> Path:
-        from rampart.evaluate.atomic import write_text_atomic
-
-        return write_text_atomic(path, self.to_markdown())
-
-    def save_html(self, path: str | Path) -> Path:
+    def to_html(self) -> str:
         from rampart.defenses.certify_report import render
-        from rampart.evaluate.atomic import write_text_atomic
 
-        return write_text_atomic(path, render(self))
+        return render(self)
 
     def _labels(self) -> np.ndarray:
         if self.labels is None:

@@ -13,12 +13,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from rampart.errors import ConfigError, InputError
+from rampart.evaluate.saved_report import SavedReport
 from rampart.poisoning._data import ArrayLike, as_inputs, as_labels, check_same_length, to_numpy
 from rampart.poisoning._model import Model, module_of
 from rampart.poisoning.features import extract_features
@@ -58,8 +58,11 @@ class ScannerRun:
 
 
 @dataclass
-class DataScanReport:
+class DataScanReport(SavedReport):
     """Everything one ``rampart scan-data`` found, ready to be written as JSON/Markdown/HTML."""
+
+    schema_kind: ClassVar[str] = SCHEMA_KIND
+    schema_version: ClassVar[int] = SCHEMA_VERSION
 
     runs: list[ScannerRun]
     n_samples: int
@@ -143,26 +146,15 @@ class DataScanReport:
             out["flagged_precision_recall"] = _precision_recall(flagged, self.truth)
         return out
 
-    def save_json(self, path: str | Path) -> Path:
-        from rampart.evaluate.json_report import write_json
-
-        return write_json(path, SCHEMA_KIND, SCHEMA_VERSION, self.to_dict())
-
     def to_markdown(self) -> str:
         from rampart.poisoning.scan_report import markdown
 
         return markdown(self)
 
-    def save_markdown(self, path: str | Path) -> Path:
-        from rampart.evaluate.atomic import write_text_atomic
-
-        return write_text_atomic(path, self.to_markdown())
-
-    def save_html(self, path: str | Path) -> Path:
-        from rampart.evaluate.atomic import write_text_atomic
+    def to_html(self) -> str:
         from rampart.poisoning.scan_report import render
 
-        return write_text_atomic(path, render(self))
+        return render(self)
 
 
 def build_scanners(names: Sequence[str] | None, reference: ArrayLike | None,
