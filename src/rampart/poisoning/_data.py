@@ -124,6 +124,20 @@ def check_same_length(x: torch.Tensor, y: torch.Tensor) -> None:
         raise InputError(f"x has {x.shape[0]} samples but y has {y.shape[0]} labels.")
 
 
+def as_mask(value: Any, n: int, what: str) -> np.ndarray:
+    """A per-sample boolean mask (booleans or 0/1) of length ``n``, as NumPy, or an
+    InputError naming ``what`` ("flagged mask", "poisoned mask")."""
+    mask = to_numpy(value).reshape(-1)
+    if mask.size != n:
+        raise InputError(f"the {what} covers {mask.size} samples but the data has {n}; give "
+                         "one entry per sample, in the data's order.")
+    if mask.dtype != bool:
+        if not np.isin(mask, (0, 1)).all():
+            raise InputError(f"the {what} must hold booleans (or 0/1), one per sample.")
+        mask = mask.astype(bool)
+    return mask
+
+
 def to_kind(value: torch.Tensor, as_numpy: bool) -> ArrayLike:
     """Hand a result back as NumPy when the caller gave NumPy, else as a tensor."""
     return value.detach().cpu().numpy() if as_numpy else value

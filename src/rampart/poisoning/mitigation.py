@@ -16,23 +16,21 @@ import torch
 from torch import nn
 
 from rampart.errors import InputError
-from rampart.poisoning._data import ArrayLike, as_inputs, as_labels, check_same_length, to_numpy
+from rampart.poisoning._data import (
+    ArrayLike,
+    as_inputs,
+    as_labels,
+    as_mask,
+    check_same_length,
+)
 from rampart.poisoning.scanners.result import ScanResult
 
 NetFactory = Callable[[], nn.Module]
 
 
 def _mask(flagged: ScanResult | ArrayLike, n: int) -> np.ndarray:
-    mask = flagged.flagged if isinstance(flagged, ScanResult) else to_numpy(flagged)
-    mask = np.asarray(mask).reshape(-1)
-    if mask.dtype != bool:
-        raise InputError(f"flagged must be a boolean mask or a ScanResult, got dtype {mask.dtype}.")
-    if mask.size != n:
-        raise InputError(
-            f"the flagged mask covers {mask.size} samples but the data has {n}; pass the scan "
-            "of this exact dataset."
-        )
-    return mask
+    return as_mask(flagged.flagged if isinstance(flagged, ScanResult) else flagged, n,
+                   "flagged mask")
 
 
 def filter_dataset(

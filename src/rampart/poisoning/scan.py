@@ -19,7 +19,7 @@ import numpy as np
 
 from rampart.errors import ConfigError, InputError
 from rampart.evaluate.saved_report import SavedReport
-from rampart.poisoning._data import ArrayLike, as_inputs, as_labels, check_same_length, to_numpy
+from rampart.poisoning._data import ArrayLike, as_inputs, as_labels, as_mask, check_same_length
 from rampart.poisoning._model import Model, module_of
 from rampart.poisoning.features import extract_features
 from rampart.poisoning.scanners import SCANNERS, STRIP, FeatureScanner, Scanner, ScanResult
@@ -244,17 +244,7 @@ def scan_data(
 
 
 def _truth(truth: ArrayLike | None, n: int) -> np.ndarray | None:
-    if truth is None:
-        return None
-    arr = to_numpy(truth).reshape(-1)
-    if arr.size != n:
-        raise InputError(f"the poisoned mask has {arr.size} entries for {n} samples; give one "
-                         "entry per sample.")
-    if arr.dtype != bool:
-        if not np.isin(arr, (0, 1)).all():
-            raise InputError("the poisoned mask must hold booleans (or 0/1), one per sample.")
-        arr = arr.astype(bool)
-    return arr
+    return None if truth is None else as_mask(truth, n, "poisoned mask")
 
 
 def _finite(value: float) -> float | None:
