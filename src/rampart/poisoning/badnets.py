@@ -10,13 +10,11 @@ from typing import Any
 
 import torch
 
-from rampart.errors import ConfigError
-from rampart.poisoning._data import check_class
-from rampart.poisoning.base import PoisonAttack, choose, mask_of
+from rampart.poisoning.base import SourceTargeted, checked_trigger, choose, mask_of
 from rampart.poisoning.triggers import PatchTrigger, Trigger
 
 
-class BadNets(PoisonAttack):
+class BadNets(SourceTargeted):
     """Poison a share ``rate`` of the dataset with a trigger and the target label.
 
     Args:
@@ -42,28 +40,16 @@ class BadNets(PoisonAttack):
         seed: int = 0,
     ) -> None:
         super().__init__(rate, num_classes, seed)
-        if trigger is not None and not isinstance(trigger, Trigger):
-            raise ConfigError(
-                f"trigger must be a PatchTrigger, BlendTrigger or another Trigger, got "
-                f"{type(trigger).__name__}."
-            )
-        self.trigger = trigger if trigger is not None else PatchTrigger()
+        self.trigger = checked_trigger(trigger) or PatchTrigger()
         self.target = target
         self.source = source
-
-    def _check_classes(self, num_classes: int) -> None:
-        check_class(self.target, num_classes, "target")
-        check_class(self.source, num_classes, "source")
-        if self.source is not None and self.source == self.target:
-            raise ConfigError(f"source and target are both class {self.target}; pick two.")
 
     def _poison(
         self, x: torch.Tensor, y: torch.Tensor, num_classes: int, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        eligible = (y == self.source) if self.source is not None else (y != self.target)
         what = (f"samples are of class {self.source}" if self.source is not None
                 else f"samples are not already of the target class {self.target}")
-        idx = choose(torch.nonzero(eligible).flatten(), round(self.rate * y.shape[0]),
+        idx = choose(self.eligible(y), round(self.rate * y.shape[0]),
                      generator, what)
         if idx.numel():
             x[idx] = self.trigger.apply(x[idx])

@@ -18,6 +18,7 @@ from rampart.poisoning._data import (
     ArrayLike,
     as_inputs,
     as_labels,
+    check_class,
     check_rate,
     check_same_length,
     class_count,
@@ -95,6 +96,35 @@ class PoisonAttack(ABC):
     def describe(self) -> dict[str, Any]:
         """Settings, for reports."""
         return {"attack": self.name, "rate": self.rate, "seed": self.seed}
+
+
+class SourceTargeted(PoisonAttack):
+    """An attack that moves samples of ``source`` (or of every class but ``target``) to
+    ``target``: the class checks and the eligible samples they share."""
+
+    target: int
+    source: int | None
+
+    def _check_classes(self, num_classes: int) -> None:
+        check_class(self.target, num_classes, "target")
+        check_class(self.source, num_classes, "source")
+        if self.source is not None and self.source == self.target:
+            raise ConfigError(f"source and target are both class {self.target}; pick two.")
+
+    def eligible(self, y: torch.Tensor) -> torch.Tensor:
+        """Indices of the samples this attack may poison."""
+        keep = (y == self.source) if self.source is not None else (y != self.target)
+        return torch.nonzero(keep).flatten()
+
+
+def checked_trigger(trigger: Any) -> Any:
+    """``trigger`` if it is a ``Trigger`` (None passes through), else a ConfigError."""
+    from rampart.poisoning.triggers import Trigger
+
+    if trigger is not None and not isinstance(trigger, Trigger):
+        raise ConfigError(f"trigger must be a PatchTrigger, BlendTrigger or another Trigger, "
+                          f"got {type(trigger).__name__}.")
+    return trigger
 
 
 def choose(

@@ -17,7 +17,7 @@ from torch import nn
 from rampart.errors import ConfigError
 from rampart.models import Classifier
 from rampart.poisoning._data import check_class
-from rampart.poisoning.base import PoisonAttack, choose, mask_of
+from rampart.poisoning.base import PoisonAttack, checked_trigger, choose, mask_of
 from rampart.poisoning.triggers import PatchTrigger, Trigger
 
 
@@ -51,11 +51,7 @@ class CleanLabelBackdoor(PoisonAttack):
         seed: int = 0,
     ) -> None:
         super().__init__(rate, num_classes, seed)
-        if trigger is not None and not isinstance(trigger, Trigger):
-            raise ConfigError(
-                f"trigger must be a PatchTrigger, BlendTrigger or another Trigger, got "
-                f"{type(trigger).__name__}."
-            )
+        trigger = checked_trigger(trigger)
         if not float(eps) >= 0:
             raise ConfigError(f"eps must be >= 0, got {eps}.")
         if int(steps) < 1:

@@ -10,9 +10,7 @@ from typing import Any
 
 import torch
 
-from rampart.errors import ConfigError
-from rampart.poisoning._data import check_class
-from rampart.poisoning.base import PoisonAttack, choose, mask_of
+from rampart.poisoning.base import PoisonAttack, SourceTargeted, choose, mask_of
 
 
 class LabelFlip(PoisonAttack):
@@ -37,7 +35,7 @@ class LabelFlip(PoisonAttack):
         return x, y, mask_of(idx, n)
 
 
-class TargetedLabelFlip(PoisonAttack):
+class TargetedLabelFlip(SourceTargeted):
     """Relabel a share of the samples of ``source`` (default: of every other class) as ``target``.
 
     Args:
@@ -63,17 +61,10 @@ class TargetedLabelFlip(PoisonAttack):
         self.target = target
         self.source = source
 
-    def _check_classes(self, num_classes: int) -> None:
-        check_class(self.target, num_classes, "target")
-        check_class(self.source, num_classes, "source")
-        if self.source is not None and self.source == self.target:
-            raise ConfigError(f"source and target are both class {self.target}; pick two.")
-
     def _poison(
         self, x: torch.Tensor, y: torch.Tensor, num_classes: int, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        eligible = (y == self.source) if self.source is not None else (y != self.target)
-        candidates = torch.nonzero(eligible).flatten()
+        candidates = self.eligible(y)
         idx = choose(candidates, round(self.rate * candidates.numel()), generator,
                      "samples are eligible")
         y[idx] = self.target
