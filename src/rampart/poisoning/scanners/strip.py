@@ -24,7 +24,7 @@ from scipy.stats import binom, norm
 
 from rampart.errors import ConfigError, InputError
 from rampart.poisoning._data import ArrayLike, as_inputs, as_labels, check_rate
-from rampart.poisoning._model import Model, batched_logits
+from rampart.poisoning._model import Model, batched_logits, device_of
 from rampart.poisoning.scanners.base import Scanner
 from rampart.poisoning.scanners.result import ScanResult, summarise_classes
 
@@ -107,11 +107,15 @@ class STRIP(Scanner):
         """Mean prediction entropy (nats) of each input over ``n_overlays`` overlays."""
         self._check_shape(x)
         generator = torch.Generator().manual_seed(self.seed + seed_offset)
-        m = self.reference.shape[0]
+        # overlays are blended where the model runs: copying n_overlays blended copies of
+        # every input to an accelerator would cost far more than the inputs themselves
+        device = device_of(model)
+        reference = self.reference.to(device)
+        m = reference.shape[0]
         per_chunk = max(1, self.batch_size // self.n_overlays)
         out = []
         for start in range(0, x.shape[0], per_chunk):
-            chunk = x[start:start + per_chunk].cpu()
+            chunk = x[start:start + per_chunk].to(device)
             b = chunk.shape[0]
             if exclude_self:  # a reference input is never overlaid on itself
                 rows = torch.arange(start, start + b)[:, None]
@@ -119,7 +123,7 @@ class STRIP(Scanner):
                 picks = (rows + shift) % m
             else:
                 picks = torch.randint(0, m, (b, self.n_overlays), generator=generator)
-            blended = self._overlay(chunk[:, None], self.reference[picks]).flatten(0, 1)
+            blended = self._overlay(chunk[:, None], reference[picks.to(device)]).flatten(0, 1)
             logits = batched_logits(model, blended, self.batch_size)
             logp = torch.log_softmax(logits, dim=1)
             h = -(logp.exp() * logp).sum(dim=1).reshape(b, self.n_overlays).mean(dim=1)
