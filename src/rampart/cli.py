@@ -335,22 +335,23 @@ def scan_data(
 def _print_scan(report: Any) -> None:
     style = _VERDICT_STYLE[report.verdict]
     out.print(f"[{style}]{escape(report.headline())}[/]", highlight=False)
-    table = Table(title=f"Scanners on {report.n_samples} samples")
+    table = Table(title=f"Scanners on {report.n_samples} samples ({report.seconds:.1f} s)")
     truth = report.truth is not None
-    columns = ["scanner", "verdict", "flagged", "suspect classes"]
+    columns = ["scanner", "verdict", "flagged", "suspect"]
     columns += ["precision", "recall"] if truth else []
-    for column in [*columns, "time s"]:
-        table.add_column(column, justify="left" if column in ("scanner", "verdict") else "right")
+    for column in columns:  # scanner names whole; the times are in the reports
+        table.add_column(column, justify="left" if column in ("scanner", "verdict") else "right",
+                         no_wrap=True)
     for r in report.runs:
         if r.result is None:
-            table.add_row(r.name, "skipped", "-", "-", *(["-", "-"] if truth else []), "-")
+            table.add_row(r.name, "skipped", "-", "-", *(["-", "-"] if truth else []))
             continue
         row = [r.name, "poisoned" if r.result.poisoned else "clean",
                str(int(r.result.flagged.sum())),
                ", ".join(map(str, r.result.suspect_classes)) or "none"]
         if truth:
             row += [_fmt(r.precision, True), _fmt(r.recall, True)]
-        table.add_row(*row, f"{r.seconds:.1f}")
+        table.add_row(*row)
     out.print(table)
     for r in report.runs:
         if r.skipped:

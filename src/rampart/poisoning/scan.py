@@ -121,8 +121,9 @@ class DataScanReport(SavedReport):
 
     def headline(self) -> str:
         """The verdict and the finding as one line."""
+        finding = self.finding()
         return (("Likely poisoned: " if self.poisoned else "No sign of poisoning: ")
-                + self.finding())
+                + finding[:1].lower() + finding[1:])
 
     def to_dict(self, include_scores: bool = True) -> dict[str, Any]:
         flagged = self.flagged
