@@ -21,6 +21,7 @@ from rampart.defenses.adversarial_training import AdversarialTrainer, OverfitChe
 from rampart.defenses.training.history import EpochRecord
 from rampart.defenses.training.methods import (
     FastFGSMTraining,
+    NoiseFGSMTraining,
     PGDTraining,
     StepInputs,
     trades_loss,
@@ -252,8 +253,9 @@ def test_resume_equals_an_uninterrupted_run(splits, tmp_path):
     assert part.resumed_from == 2
     for key, value in whole.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
-    strip = [{k: v for k, v in vars(r).items() if k != "seconds"} for r in full.epochs]
-    assert strip == [{k: v for k, v in vars(r).items() if k != "seconds"} for r in part.epochs]
+    timings = ("seconds", "validation_seconds")
+    strip = [{k: v for k, v in vars(r).items() if k not in timings} for r in full.epochs]
+    assert strip == [{k: v for k, v in vars(r).items() if k not in timings} for r in part.epochs]
     assert (full.best_epoch, full.final_epoch) == (part.best_epoch, part.final_epoch)
     with pytest.raises(ConfigError, match="other settings .*lr"):
         AdversarialTrainer(_fresh(), THREAT, checkpoint_dir=tmp_path / "b",
@@ -330,3 +332,44 @@ def test_torchrun_trains_with_two_processes(tmp_path):
     assert metrics["final"]["robust_accuracy"] > 0.2
     assert Path(tmp_path / "out" / "model.safetensors").is_file()
     assert json.loads(done.stdout)["world_size"] == 2  # only rank 0 printed
+
+
+def test_overfitting_check_waits_until_the_curriculum_reaches_full_eps(splits):
+    # Validation attacks at the full eps; during the ramp the model trains at less, so a
+    # collapse there is indistinguishable from not-yet-trained and must not stop training.
+    method = Sabotaged()
+    trainer = AdversarialTrainer(_fresh(), THREAT, method, epochs=3, batch_size=64, lr=1e-2,
+                                 eval_samples=200, ramp_epochs=4, eps_start=THREAT.single_eps)
+
+    def on_epoch(record):
+        if record.epoch == 1:
+            method.sabotage = True
+
+    trainer.on_epoch = on_epoch
+    _, history = trainer.fit(*splits["train"], *splits["val"])
+    assert history.epochs[1].robust_accuracy < history.epochs[0].robust_accuracy - 0.2
+    assert history.stop_reason == "completed" and len(history.epochs) == 3
+    assert not any(r.rolled_back for r in history.epochs)
+
+
+# ---------------------------------------------------------------- N-FGSM
+def test_n_fgsm_perturbs_beyond_eps_from_noise_and_trains_robustly(splits, trained_net):
+    x, y = splits["small"]
+    model = rampart.Classifier(trained_net)
+    step = StepInputs(trained_net, model, x, y, "linf", 0.1, torch.Generator().manual_seed(0))
+    method = NoiseFGSMTraining()
+    x_adv = method.perturb(step, x, y)
+    size = (x_adv - x).flatten(1).abs().amax(dim=1)
+    assert 0.1 < float(size.max()) <= 0.3 + 1e-6  # up to (2 + 1) eps: no projection
+    assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
+    with pytest.raises(ConfigError, match="linf"):
+        method.perturb(StepInputs(trained_net, model, x, y, "l2", 1.0,
+                                  torch.Generator().manual_seed(0)), x, y)
+
+    trainer = AdversarialTrainer(_fresh(), THREAT, "n-fgsm", epochs=4, batch_size=64,
+                                 lr=1e-2, eval_samples=200)
+    assert trainer.overfit is not None  # single-step: the overfitting check is on
+    net, history = trainer.fit(*splits["train"], *splits["val"])
+    x_test, y_test = splits["test"]
+    assert _robust_accuracy(net, x_test, y_test) > _robust_accuracy(trained_net, x_test,
+                                                                      y_test) + 0.1

@@ -130,7 +130,7 @@ def test_model_and_data_that_do_not_fit(user_files, tmp_path):
 
 def test_demo_writes_results(tmp_path):
     res = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--epochs", "3",
-                              "--suite", "quick", "--json"])
+                              "--harden-epochs", "2", "--suite", "quick", "--json"])
     assert res.exit_code == 0, res.output
     results = json.loads((tmp_path / "demo" / "results.json").read_text())
     assert results["clean_accuracy"] > 0.7
@@ -142,8 +142,18 @@ def test_demo_writes_results(tmp_path):
     assert audited["linf@0.1"] <= audited["linf@0.05"] <= results["clean_accuracy"]
     # the audit is at least as strong as PGD at the same eps
     assert audited["linf@0.1"] <= pgd[1]["robust_accuracy"] + 1e-9
+    before = (tmp_path / "demo" / "before" / "index.html").read_text()
+    assert "rampart audit" in before and 'data-testid="section-diagnostics"' in before
+    # harden, re-audit, and the final report shows before and after side by side
+    hardening = results["hardening"]
+    assert (tmp_path / "demo" / "digits_cnn_hardened.safetensors").is_file()
+    assert (tmp_path / "demo" / "training" / "index.html").is_file()
+    assert hardening["clean_accuracy"] > 0.7 and hardening["epochs"] == 2
+    rows = {r["threat"]: r for r in results["comparison"]["robust_accuracy"]}
+    assert rows["linf@0.1"]["before"] == audited["linf@0.1"]
+    assert rows["linf@0.1"]["after"] == results["hardened_audit"]["robust_accuracy"]["linf@0.1"]
     page = (tmp_path / "demo" / "index.html").read_text()
-    assert "rampart audit" in page and 'data-testid="section-diagnostics"' in page
+    assert 'data-testid="section-comparison"' in page and "after hardening" in page
 
 
 def test_console_script_runs_without_traceback(user_files):

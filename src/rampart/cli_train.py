@@ -141,7 +141,7 @@ def train(
     out_dir: Path | None = typer.Option(None, "--out", help="Output folder (default "
                                         "reports/train)."),
     epochs: int | None = typer.Option(None, "--epochs", help="Training epochs."),
-    method: str | None = typer.Option(None, "--method", help="pgd, fast-fgsm, trades or "
+    method: str | None = typer.Option(None, "--method", help="pgd, fast-fgsm, n-fgsm, trades or "
                                       "clean."),
     lr: float | None = typer.Option(None, "--lr", help="Learning rate."),
     batch_size: int | None = typer.Option(None, "--batch-size",

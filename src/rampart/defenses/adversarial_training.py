@@ -30,6 +30,7 @@ from rampart.defenses.training.checkpoint import Checkpoints, data_fingerprint
 from rampart.defenses.training.history import EpochRecord, TrainingHistory
 from rampart.defenses.training.methods import (
     METHODS,
+    SINGLE_STEP,
     StepInputs,
     TrainingMethod,
     make_method,
@@ -66,7 +67,8 @@ class OverfitCheck:
       of catastrophic overfitting.
 
     The trainer then restores the best epoch's weights and stops: once a network has
-    overfitted catastrophically, further single-step epochs rarely bring it back.
+    overfitted catastrophically, further single-step epochs rarely bring it back. With an eps
+    curriculum the check starts once the curriculum reaches the full eps.
     """
 
     drop: float = 0.2
@@ -107,7 +109,9 @@ class AdversarialTrainer:
         net: the network (an ``nn.Module``), or a ``Classifier`` whose bounds and
             normalisation are then used.
         threat: the threat model trained and validated against (one eps; untargeted).
-        method: ``"pgd"`` (Madry et al.), ``"fast-fgsm"`` (FGSM with a random start, Wong et
+        method: ``"pgd"`` (Madry et al.), ``"n-fgsm"`` (FGSM from larger noise without
+            projection, de Jorge et al.: fast and resistant to catastrophic overfitting),
+            ``"fast-fgsm"`` (FGSM with a random start, Wong et
             al.), ``"trades"`` (Zhang et al.), ``"clean"``, or a ``TrainingMethod``.
         epochs, batch_size, lr: the usual; ``batch_size`` is per process under torchrun.
         optimizer: ``adam``, ``adamw`` or ``sgd`` (with ``momentum``); ``weight_decay``.
@@ -125,7 +129,8 @@ class AdversarialTrainer:
             than ``min_delta`` for ``patience`` epochs after the curriculum reached the full
             eps (None: never).
         restore_best: return the best epoch's weights (by robust validation accuracy).
-        overfit_check: run the catastrophic-overfitting check (default: for fast-fgsm only);
+        overfit_check: run the catastrophic-overfitting check (default: for the single-step
+            methods fast-fgsm and n-fgsm);
             ``overfit_drop`` and ``overfit_gap`` tune it (see ``OverfitCheck``).
         checkpoint_dir: where checkpoints go; ``resume`` continues from one found there.
         seed: seeds data order, random starts and the global RNG (reseeded every epoch).
@@ -221,7 +226,7 @@ class AdversarialTrainer:
         self.patience = patience
         self.min_delta = float(min_delta)
         self.restore_best = bool(restore_best)
-        check = method.name == "fast-fgsm" if overfit_check is None else overfit_check
+        check = method.name in SINGLE_STEP if overfit_check is None else overfit_check
         self.overfit = OverfitCheck(overfit_drop, overfit_gap) if check else None
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.resume = bool(resume)
@@ -371,7 +376,8 @@ class AdversarialTrainer:
         record.clean_accuracy = clean / xv.shape[0]
         record.robust_accuracy = robust / n_attacked
         record.fgsm_accuracy = fgsm / n_attacked if self.overfit is not None else None
-        record.seconds += time.perf_counter() - started
+        record.validation_seconds = time.perf_counter() - started
+        record.seconds += record.validation_seconds
 
     def _decide(self, epoch: int, record: EpochRecord, state: _RunState,
                 bare: nn.Module) -> None:
@@ -379,7 +385,9 @@ class AdversarialTrainer:
         robust = record.robust_accuracy
         if robust is None:
             return
-        if self.overfit is not None:
+        if self.overfit is not None and self.schedule.ramp_done(epoch):
+            # Validation runs at the full eps: while the curriculum still trains at a smaller
+            # one, a gap between FGSM and PGD there cannot tell overfitting from not-yet-trained.
             reason = self.overfit.verdict(record, state.best_robust)
             if reason is not None and state.best_state is not None:
                 bare.load_state_dict(state.best_state)

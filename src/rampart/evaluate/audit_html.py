@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from rampart.evaluate.comparison import format_change
 from rampart.evaluate.figures import bar_chart, histogram, line_chart
 from rampart.evaluate.gallery import examples_gallery
 from rampart.evaluate.html_report import HtmlReport, slug
@@ -45,6 +46,8 @@ def render(report: Any) -> str:
     title, explanation = _HEADLINE[report.verdict]
     page.headline(report.verdict, title, explanation)
     _summary(page, report)
+    if getattr(report, "comparison", None):
+        _comparison(page, report.comparison)
     _robustness(page, report)
     _curves(page, report)
     if getattr(report, "certification", None) is not None:
@@ -63,6 +66,33 @@ def render(report: Any) -> str:
     _settings(page, report)
     page.environment(report.environment)
     return page.render()
+
+
+def _comparison(page: HtmlReport, comparison: dict[str, Any]) -> None:
+    """Clean and robust accuracy against an earlier audit (e.g. before hardening)."""
+    labels = comparison["labels"]
+    before, after = labels["before"], labels["after"]
+    old = comparison["before"]
+    section = page.section(
+        "comparison", f"{before.capitalize()} and {after}",
+        f"This audit next to an earlier one ({old.get('model') or 'model'}, "
+        f"{old.get('n_samples')} samples, suite {old.get('suite')}, "
+        f"{old.get('created_at') or 'date unknown'}). Robustness gained is only worth what "
+        "it costs in clean accuracy.")
+    clean = comparison["clean_accuracy"]
+    rows = [{"what": "clean accuracy", **clean}]
+    rows += [{"what": f"robust @ {r['threat']}", **r} for r in comparison["robust_accuracy"]]
+    section.table(rows, {"what": "", "before": before, "after": after, "change": "change"},
+                  {"before": "pct", "after": "pct", "change": format_change}, name="comparison")
+    compared = [r for r in rows if r["before"] is not None and r["after"] is not None]
+    if compared:
+        section.figure(bar_chart([r["what"] for r in compared],
+                                 {before: [r["before"] for r in compared],
+                                  after: [r["after"] for r in compared]},
+                                 title=f"Accuracy, {before} and {after}", ylabel="accuracy",
+                                 percent=True), name="comparison-chart")
+    for note in comparison.get("notes", []):
+        section.note(note, "warn")
 
 
 def _summary(page: HtmlReport, report: Any) -> None:

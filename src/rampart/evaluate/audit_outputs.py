@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rampart.evaluate.atomic import write_text_atomic
+from rampart.evaluate.comparison import format_change
 from rampart.evaluate.markdown_report import code, escape, first_sentence, verdict_word
 
 
@@ -31,6 +32,11 @@ def markdown(report: Any) -> str:
     for t in report.threats:
         by = ", ".join(f"{a['key']} {a['broken']}" for a in t.attacks if a["broken"]) or "–"
         lines.append(f"| {code(t.key)} | {_pct(t.robust_accuracy)} | {by} |")
+    weaker = [k for k in report.model.get("knowledge", []) if k != "white-box"]
+    if weaker:
+        lines += ["", f"**Black-box threats** ({', '.join(weaker)}): their robust accuracy is "
+                  "an upper bound on the true robustness; a white-box audit would tighten it."]
+    lines += _comparison_lines(report.comparison)
     diags = report.all_diagnostics()
     if diags:
         lines += ["", "| diagnostic | verdict | finding |", "|---|---|---|"]
@@ -49,6 +55,23 @@ def markdown(report: Any) -> str:
               f"{code(report.data.get('fingerprint', ''))} · weights "
               f"{code(report.model.get('weights_fingerprint', ''))}</sub>", ""]
     return "\n".join(lines)
+
+
+def _comparison_lines(comparison: dict[str, Any] | None) -> list[str]:
+    if not comparison:
+        return []
+    labels = comparison["labels"]
+    before, after = escape(labels["before"]), escape(labels["after"])
+    clean = comparison["clean_accuracy"]
+    lines = ["", f"**{before} → {after}**", "", f"| | {before} | {after} | change |",
+             "|---|---:|---:|---:|",
+             f"| clean accuracy | {_pct(clean['before'])} | {_pct(clean['after'])} | "
+             f"{format_change(clean['change'])} |"]
+    for row in comparison["robust_accuracy"]:
+        lines.append(f"| robust {code(row['threat'])} | {_pct(row['before'])} | "
+                     f"{_pct(row['after'])} | {format_change(row['change'])} |")
+    lines += [f"- {escape(note)}" for note in comparison.get("notes", [])]
+    return lines
 
 
 def write_markdown(report: Any, path: Path) -> Path:

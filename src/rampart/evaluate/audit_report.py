@@ -21,7 +21,7 @@ from rampart.evaluate.environment import collect
 from rampart.evaluate.json_report import to_jsonable
 from rampart.evaluate.records import BatchRecord
 from rampart.evaluate.report_format import worst_verdict
-from rampart.evaluate.suites import Suite
+from rampart.evaluate.suites import Suite, family_key
 from rampart.threat import ThreatModel
 
 SCHEMA = "rampart.audit"
@@ -74,6 +74,8 @@ class AuditReport:
     report_paths: dict[str, str] = field(default_factory=dict)
     # a rampart.defenses.CertifyResult on the same model: adds certified accuracy vs radius
     certification: Any = None
+    # rampart.evaluate.comparison.compare(earlier audit, this one): the before/after section
+    comparison: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ views
     @property
@@ -107,7 +109,19 @@ class AuditReport:
             "report_paths": self.report_paths,
             **({"certification": self.certification.to_dict(include_samples=False)}
                if self.certification is not None else {}),
+            **({"comparison": self.comparison} if self.comparison is not None else {}),
         })
+
+    def compare_with(self, before: Any, label_before: str = "before",
+                     label_after: str = "after") -> dict[str, Any]:
+        """Attach an earlier audit (an ``AuditReport``, its JSON or a report.json path) so the
+        reports show both side by side; returns the comparison."""
+        from rampart.evaluate.comparison import compare, load_baseline
+
+        if isinstance(before, str | Path):
+            before = load_baseline(before)
+        self.comparison = compare(before, self, label_before, label_after)
+        return self.comparison
 
     # ------------------------------------------------------------------ outputs
     def save_json(self, path: str | Path) -> Path:
@@ -166,7 +180,7 @@ def build_report(
         robust = np.concatenate([p.robust for p in per])
         broken_by = np.concatenate([p.broken_by for p in per])
         confidence = np.concatenate([p.adv_confidence for p in per])
-        attack_keys = attacks_by_norm[point.norm]
+        attack_keys = attacks_by_norm[family_key(point)]
         attacks = []
         for i, name in enumerate(attack_keys):
             stats = [s for p in per for s in p.stats if s["key"] == name]

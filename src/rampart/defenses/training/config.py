@@ -24,7 +24,7 @@ data: digits                         # digits, mnist:DIR, cifar10:DIR, npz:FILE,
 split: train                         # mnist / cifar10 split
 validation: {last: 300}              # hold out the last 300 samples (or {data: npz:val.npz})
 threat: {norm: linf, eps: 0.1}
-method: pgd                          # pgd, fast-fgsm, trades or clean
+method: pgd                          # pgd, fast-fgsm, n-fgsm, trades or clean
 epochs: 10
 batch_size: 128
 lr: 0.001

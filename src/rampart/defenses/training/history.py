@@ -27,7 +27,8 @@ class EpochRecord:
     clean_accuracy: float | None = None
     robust_accuracy: float | None = None
     fgsm_accuracy: float | None = None
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole epoch: training plus validation
+    validation_seconds: float = 0.0
     best: bool = False
     rolled_back: bool = False
     note: str | None = None

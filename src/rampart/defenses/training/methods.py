@@ -36,7 +36,8 @@ from rampart.attacks.lp import FeasibleSet, random_start, step_direction
 from rampart.errors import ConfigError
 from rampart.models import Classifier
 
-METHODS = ("pgd", "fast-fgsm", "trades", "clean")
+METHODS = ("pgd", "fast-fgsm", "n-fgsm", "trades", "clean")
+SINGLE_STEP = ("fast-fgsm", "n-fgsm")  # methods the catastrophic-overfitting check watches
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -240,6 +241,39 @@ class FastFGSMTraining(ReplacementTraining):
                            step.generator)
 
 
+class NoiseFGSMTraining(ReplacementTraining):
+    """N-FGSM (de Jorge et al., 2022): one FGSM step of ``step * eps`` (default 1) from
+    uniform noise of ``noise * eps`` (default 2), without projecting back to the eps-ball
+    (only to the input bounds). The larger noise and the missing projection are what keep
+    single-step training from overfitting catastrophically at large eps; the training
+    perturbations reach ``(noise + step) * eps``, while validation stays at eps. linf only."""
+
+    name = "n-fgsm"
+
+    def __init__(self, noise: float = 2.0, step: float = 1.0, adv_fraction: float = 1.0) -> None:
+        super().__init__(adv_fraction)
+        if noise < 0 or step <= 0:
+            raise ConfigError(f"n-fgsm needs noise >= 0 and step > 0 (x eps), got {noise} "
+                              f"and {step}.")
+        self.noise = float(noise)
+        self.step = float(step)
+
+    def perturb(self, step: StepInputs, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if step.norm != "linf":
+            raise ConfigError(f"n-fgsm is defined for linf; for {step.norm} use fast-fgsm or "
+                              "pgd.")
+        if step.eps <= 0 or x.shape[0] == 0:
+            return x
+        lo, hi = step.model.bounds
+        uniform = torch.rand(x.shape, generator=step.generator, device=x.device, dtype=x.dtype)
+        start = (x + (2 * uniform - 1) * (self.noise * step.eps)).clamp_(lo, hi)
+        with eval_mode(step.model.net), torch.enable_grad():
+            start.requires_grad_(True)
+            loss = F.cross_entropy(step.model.logits(start), y, reduction="sum")
+            grad = torch.autograd.grad(loss, start)[0]
+        return start.detach().add_(grad.sign(), alpha=self.step * step.eps).clamp_(lo, hi)
+
+
 class TRADESTraining(TrainingMethod):
     """TRADES (Zhang et al., 2019): ``CE(f(x), y) + beta * KL(f(x) || f(x'))`` with ``x'``
     maximising the KL by ``steps`` steps of ``rel_step_size * eps`` (default ``2.5 / steps``).
@@ -278,7 +312,7 @@ def make_method(
     key = name.lower().replace("_", "-")
     if key in ("trades", "clean") and adv_fraction != 1.0:
         raise ConfigError(
-            f"adv_fraction applies to pgd and fast-fgsm only; {key} "
+            f"adv_fraction applies to pgd, fast-fgsm and n-fgsm only; {key} "
             + ("balances clean and robust terms with trades_beta." if key == "trades"
                else "trains on clean inputs only.")
         )
@@ -286,6 +320,8 @@ def make_method(
         return PGDTraining(steps, rel_step_size, adv_fraction)
     if key in ("fast-fgsm", "fgsm", "fgsm-rs"):
         return FastFGSMTraining(fgsm_step, adv_fraction)
+    if key == "n-fgsm":
+        return NoiseFGSMTraining(adv_fraction=adv_fraction)
     if key == "trades":
         return TRADESTraining(trades_beta, steps, rel_step_size)
     if key == "clean":
