@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -97,3 +99,43 @@ def assert_valid_result(model: rampart.Classifier, x: torch.Tensor, y: torch.Ten
 def check_result():
     """``assert_valid_result`` as a fixture, for property tests of any attack."""
     return assert_valid_result
+
+
+@pytest.fixture()
+def weights_file(trained_net, tmp_path) -> Path:
+    """The trained demo CNN's weights as a safetensors file, for the commands."""
+    from rampart.loading import save_weights
+
+    path = tmp_path / "digits.safetensors"
+    save_weights(trained_net, path)
+    return path
+
+
+class _NoBackward(torch.autograd.Function):
+    """Identity forward; any backward pass through it is an error."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("backward called on a score-only model")
+
+
+class QueryOnly(nn.Module):
+    """A network behind a layer that fails any backward pass: a model black-box attacks may
+    only query."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(_NoBackward.apply(x))
+
+
+@pytest.fixture(scope="session")
+def query_only():
+    """``QueryOnly``, to wrap a network whose gradients an attack must never use."""
+    return QueryOnly

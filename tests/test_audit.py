@@ -171,8 +171,9 @@ def test_threat_points_and_their_keys():
                             rampart.ThreatModel(norm="l2", eps=1.5),
                             rampart.ThreatModel(norm="linf", eps=0.1)])
     assert [point_key(p) for p in points] == ["linf@0.1", "linf@0.3", "l2@1.5"]
-    with pytest.raises(ConfigError, match="white-box"):
-        threat_points(rampart.ThreatModel(norm="linf", eps=0.1, knowledge="score"))
+    black_box = threat_points([rampart.ThreatModel(norm="linf", eps=0.1, knowledge="score"),
+                               rampart.ThreatModel(norm="linf", eps=0.1)])
+    assert [point_key(p) for p in black_box] == ["linf@0.1/score", "linf@0.1"]
     with pytest.raises(ConfigError, match="at least one threat"):
         threat_points([])
 
@@ -227,15 +228,6 @@ def test_audit_report_renders_in_headless_chromium(trained_model, held_out, tmp_
 
 
 # ---------------------------------------------------------------------- the command line
-@pytest.fixture()
-def weights_file(trained_net, tmp_path) -> Path:
-    from rampart.loading import save_weights
-
-    path = tmp_path / "digits.safetensors"
-    save_weights(trained_net, path)
-    return path
-
-
 def _cli(*args: str, cwd: Path, env: dict[str, str] | None = None
          ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "rampart", *args], cwd=cwd, text=True,
@@ -275,7 +267,7 @@ def test_cli_audit_json_reports_history_and_gates(weights_file, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--model", "rampart.zoo:digits_cnn"], "needs --model and --eps"),
+    (["--model", "rampart.zoo:digits_cnn"], "needs --model (or --target) and --eps"),
     (["--model", "rampart.zoo:digits_cnn", "--eps", "0.1", "--suite", "fast"], "unknown suite"),
     (["--config", "missing.yaml"], "no audit config"),
 ])

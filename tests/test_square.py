@@ -40,30 +40,9 @@ def test_outputs_stay_in_ball_and_bounds(make_mlp, check_result, norm, image, ep
     assert torch.all((result.queries >= 1) & (result.queries <= budget))
 
 
-class _NoBackward(torch.autograd.Function):
-    """Identity forward; any backward pass through it is an error."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        raise RuntimeError("backward called on a score-only model")
-
-
-class _ScoreOnly(nn.Module):
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x):
-        return self.net(_NoBackward.apply(x))
-
-
-def test_square_never_calls_backward(trained_net, test_batch):
+def test_square_never_calls_backward(trained_net, test_batch, query_only):
     x, y = test_batch[0][:40], test_batch[1][:40]
-    model = rampart.Classifier(_ScoreOnly(trained_net), input_shape=(1, 8, 8))
+    model = rampart.Classifier(query_only(trained_net), input_shape=(1, 8, 8))
     threat = ThreatModel(norm="linf", eps=0.3, knowledge="score")
     result = Square(n_queries=200)(model, x, y, threat)
     assert metrics.attack_success_rate(result) >= 0.9

@@ -10,15 +10,49 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import model_validator
+
+from rampart.blackbox import BlackBoxClassifier
+from rampart.blackbox.spec import TargetSettings
 from rampart.devices import resolve_device
+from rampart.errors import PartialResultError, TargetError
 from rampart.evaluate import distributed
 from rampart.evaluate.audit import audit
-from rampart.evaluate.audit_config import AuditConfig
+from rampart.evaluate.audit_config import AuditConfig, CertifySettings
 from rampart.evaluate.audit_report import AuditReport
 from rampart.evaluate.gates import GateOutcome, check_gates
-from rampart.targets import load_target
+from rampart.targets import load_blackbox_target, load_target
 
 CHECKPOINT_DIR = ".checkpoint"
+
+
+class TargetAuditConfig(AuditConfig):
+    """The audit config with a black-box ``target:`` block in place of ``model`` (a URL, an
+    ONNX file or a Python function, see ``TargetSettings``); the rest is ``AuditConfig``."""
+
+    model: str | None = None  # type: ignore[assignment]
+    target: TargetSettings | None = None
+
+    @classmethod
+    def from_file(cls, path: str | Path, overrides: dict[str, Any] | None = None
+                  ) -> TargetAuditConfig:
+        """As ``AuditConfig.from_file``; a relative ``target.config`` is beside the file."""
+        config = super().from_file(path, overrides)
+        assert isinstance(config, TargetAuditConfig)
+        settings = config.target
+        if settings is not None and settings.config is not None and \
+                not settings.config.is_absolute():
+            beside = Path(path).parent / settings.config
+            if beside.is_file():
+                settings.config = beside
+        return config
+
+    @model_validator(mode="after")
+    def _model_or_target(self) -> TargetAuditConfig:
+        if (self.model is None) == (self.target is None):
+            raise ValueError("the audit needs model (a local PyTorch model) or target (a URL, "
+                             "model.onnx or file.py:function), not both and not neither")
+        return self
 
 
 @dataclass
@@ -35,29 +69,49 @@ class AuditRun:
 def run_audit_command(config: AuditConfig, progress: Any = None, fresh: bool = False,
                       fail_on_warning: bool = False) -> AuditRun:
     """Run the audit ``config`` describes; write reports and history on the main process."""
+    from rampart.evaluate.comparison import load_baseline
+
+    # read the earlier report first: a wrong path should fail before the attacks, not after
+    baseline = None if config.compare_with is None else load_baseline(config.compare_with)
     device = resolve_device(config.device)
-    net, model, dataset = load_target(
-        config.model, config.weights, config.data, device=device, limit=config.limit,
-        split=config.split, bounds=config.bounds, mean=config.mean, std=config.std,
-        output=config.output, batch_size=config.batch_size)
+    model, dataset = _load(config, device)
     out_dir = config.outputs.dir
     name = config.name or _model_name(config)
     task = None
     if progress is not None:
         task = progress.add_task(f"audit ({config.suite})", total=len(dataset))
+    finished = [0]
 
     def tick(done: int, what: str) -> None:
+        finished[0] += done
         if progress is not None and task is not None:
             progress.update(task, advance=done, description=f"audit {what}")
 
-    report = audit(
-        model, dataset, config.threats, config.suite, seed=config.seed,
-        batch_size=config.batch_size, diagnostics=config.diagnostics,
-        checkpoint_dir=str(out_dir / CHECKPOINT_DIR), fresh=fresh, progress=tick,
-        model_name=name, data_name=config.data,
-    )
-    report.model["source"] = config.model
+    surrogate = None
+    if config.surrogate is not None:
+        surrogate = config.surrogate.load(bounds=config.bounds, input_shape=dataset.x.shape[1:],
+                                          device=device, batch_size=config.batch_size)
+    checkpoints = out_dir / CHECKPOINT_DIR
+    try:
+        report = audit(
+            model, dataset, config.threats, config.suite, seed=config.seed,
+            batch_size=config.batch_size, diagnostics=config.diagnostics,
+            checkpoint_dir=str(checkpoints), fresh=fresh, progress=tick,
+            model_name=name, data_name=config.data, surrogate=surrogate,
+        )
+    except TargetError as exc:
+        if not getattr(model, "queries", 0):
+            raise  # it failed at once: nothing was lost
+        raise _target_failed(exc, finished[0], len(dataset), checkpoints) from exc
+    finally:
+        if isinstance(model, BlackBoxClassifier):
+            model.close()
+    report.model["source"] = config.model or _target_name(config)
     report.model["weights"] = None if config.weights is None else str(config.weights)
+    if baseline is not None:
+        report.compare_with(baseline)
+    if config.certify is not None:
+        report.certification = certify_audited(model, dataset, config.certify, config.seed)
     dist = distributed.context()
     store, previous = None, None
     if config.history:
@@ -91,8 +145,54 @@ def run_audit_command(config: AuditConfig, progress: Any = None, fresh: bool = F
     return run
 
 
+def certify_audited(model: Any, dataset: Any, settings: CertifySettings, seed: int) -> Any:
+    """Randomized-smoothing certificates for the first ``settings.samples`` audited inputs."""
+    from rampart.defenses.smoothing import SmoothedClassifier
+
+    n = min(settings.samples, len(dataset))
+    smoothed = SmoothedClassifier(model, settings.sigma, batch_size=settings.batch_size,
+                                  seed=seed)
+    return smoothed.certify(dataset.x[:n], dataset.y[:n], n0=settings.n0, n=settings.n,
+                            alpha=settings.alpha)
+
+
+def _load(config: AuditConfig, device: Any) -> tuple[Any, Any]:
+    """The audited model (local, or a black-box ``target``) and the data."""
+    target = getattr(config, "target", None)
+    if target is not None:
+        _, model, dataset = load_blackbox_target(
+            target.to_spec(config.batch_size), config.data, limit=config.limit,
+            split=config.split)
+        return model, dataset
+    _, model, dataset = load_target(
+        config.model, config.weights, config.data, device=device, limit=config.limit,
+        split=config.split, bounds=config.bounds, mean=config.mean, std=config.std,
+        output=config.output, batch_size=config.batch_size)
+    return model, dataset
+
+
+def _target_failed(exc: TargetError, done: int, total: int, checkpoints: Path) -> TargetError:
+    """Say how far the audit got and that its finished batches wait in the checkpoint."""
+    cause = exc.__cause__ if isinstance(exc, PartialResultError) and exc.__cause__ else exc
+    kept = (f"the {done} finished samples are checkpointed in {checkpoints}: run the same "
+            "command again to resume from there (--fresh starts over)" if done else
+            "no batch had finished, so nothing was kept (a smaller --batch-size saves work "
+            "more often)")
+    return TargetError(f"the target failed after {done} of {total} samples: "
+                       f"{str(cause).rstrip('.')}; {kept}.")
+
+
+def _target_name(config: AuditConfig) -> str | None:
+    target = getattr(config, "target", None)
+    if target is None:
+        return None
+    return target.spec or (str(target.config) if target.config else None)
+
+
 def _model_name(config: AuditConfig) -> str:
-    """A default model name for the history: the factory or file name."""
+    """A default model name for the history: the factory or file name (or target URL)."""
+    if config.model is None:
+        return _target_name(config) or "black-box target"
     source = config.model.rsplit(":", 1)[-1] if ":" in config.model else Path(config.model).stem
     return source
 

@@ -30,3 +30,26 @@ class DataLoadError(RampartError):
 
 class ModelOutputError(RampartError):
     """The model's outputs are not what an attack needs (for example probabilities)."""
+
+
+class TargetError(RampartError):
+    """The model under attack failed to answer: a remote endpoint, ONNX session or callable."""
+
+
+class QueryBudgetError(TargetError):
+    """A black-box target's query budget (``max_queries``) is spent."""
+
+
+class PartialResultError(TargetError):
+    """The target failed part-way through an attack; ``result`` holds the finished samples.
+
+    ``done`` of ``total`` samples were attacked before the failure; ``result`` is the
+    ``AttackResult`` for those ``done`` samples (in the order given), so the work gathered so
+    far can still be written out.
+    """
+
+    def __init__(self, message: str, *, result: object, done: int, total: int) -> None:
+        super().__init__(message)
+        self.result = result
+        self.done = done
+        self.total = total

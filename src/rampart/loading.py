@@ -29,7 +29,7 @@ from torch import nn
 from rampart.devices import resolve_device
 from rampart.errors import ConfigError, ModelLoadError
 
-__all__ = ["load_model", "load_weights", "save_weights"]
+__all__ = ["import_attribute", "load_model", "load_weights", "save_weights"]
 
 MODEL_SPEC_FORMS = "path/to/file.py:factory, package.module:factory or a TorchScript file"
 MODEL_FILE_SUFFIXES = frozenset({".py", ".pt", ".pth", ".ts", ".jit", ".ptl", ".torchscript"})
@@ -127,6 +127,27 @@ def _build(spec: str, device: torch.device | None) -> nn.Module:
         f"cannot tell how to load model {spec!r}; use {MODEL_SPEC_FORMS}, "
         f"e.g. --model {spec}:build."
     )
+
+
+def import_attribute(spec: str, option: str = "--model") -> Any:
+    """The object named by ``path/to/file.py:name`` or ``package.module:name`` (dotted names
+    reach into classes); ``option`` is the flag that named it, for error messages."""
+    source, colon, attr = spec.rpartition(":")
+    if not (colon and source and attr):
+        raise ModelLoadError(f"{option} {spec!r} must look like path/to/file.py:name or "
+                             "package.module:name.")
+    module = (_import_file(Path(source).expanduser()) if _looks_like_path(source)
+              else _import_module(source, attr))
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ModelLoadError(
+                f"{source!r} has no {attr!r}; it defines: {_candidates(module)}. "
+                f"Write {option} {source}:NAME with one of those."
+            ) from None
+    return obj
 
 
 def _looks_like_path(source: str) -> bool:

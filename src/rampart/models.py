@@ -36,7 +36,12 @@ class Classifier:
         output: what ``net`` returns: ``"logits"`` (default) or ``"probabilities"`` (turned into
             log-probabilities, which attacks can use as logits).
         batch_size: the largest chunk sent to the model at once.
+
+    ``differentiable`` is True: white-box attacks may take gradients through ``logits``
+    (``rampart.BlackBoxClassifier`` sets it False).
     """
+
+    differentiable = True
 
     def __init__(
         self,

@@ -9,7 +9,8 @@ Subclasses only implement ``_attack_batch`` on tensors that are already validate
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,11 +20,14 @@ from rampart.attacks.losses import is_success
 from rampart.attacks.lp import lp_norm
 from rampart.attacks.result import AttackResult
 from rampart.attacks.targets import ExplicitTargets, batch_targets, explicit_targets
-from rampart.errors import ConfigError, InputError
+from rampart.errors import ConfigError, InputError, PartialResultError, TargetError
 from rampart.models import Classifier
 from rampart.threat import ThreatModel
 
 ProgressFn = Callable[[int], None]
+# Knowledge levels that work without gradients, and those that need no scores.
+BLACK_BOX = frozenset({"score", "decision", "transfer"})
+LABEL_ONLY = frozenset({"decision", "transfer"})
 
 
 @dataclass
@@ -48,6 +52,9 @@ class Attack:
     norms: tuple[str, ...] = ("linf", "l2", "l1")
     knowledge: tuple[str, ...] = ("white-box",)
     minimum_norm: bool = False
+    # The clean logits of the batch being attacked, set around each ``_attack_batch`` call:
+    # black-box attacks reuse them instead of paying for the same queries again.
+    _clean_logits: torch.Tensor | None = None
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = int(seed)
@@ -91,7 +98,8 @@ class Attack:
 
         started = time.perf_counter()
         parts: list[dict[str, torch.Tensor]] = []
-        with model.attacking():
+        with model.attacking(), _keep_finished(self, parts, threat, started, xt.shape[0],
+                                               was_numpy):
             for start in range(0, xt.shape[0], model.batch_size):
                 stop = start + model.batch_size
                 xb, yb = xt[start:stop], yt[start:stop]
@@ -103,12 +111,19 @@ class Attack:
                     tb = batch_targets(str(threat.targeted), clean_logits, yb, generator)
                 else:
                     tb = None
-                outcome = self._attack_batch(model, xb, yb, tb, threat.norm, eps, generator)
+                self._clean_logits = clean_logits
+                try:
+                    outcome = self._attack_batch(model, xb, yb, tb, threat.norm, eps, generator)
+                finally:
+                    self._clean_logits = None
                 parts.append(self._rows(model, xb, yb, tb, clean_logits, outcome, threat.norm))
                 if progress is not None:
                     progress(xb.shape[0])
-        runtime = time.perf_counter() - started
+        return self._assemble(parts, threat, time.perf_counter() - started, was_numpy)
 
+    def _assemble(self, parts: list[dict[str, torch.Tensor]], threat: ThreatModel,
+                  runtime: float, was_numpy: bool) -> AttackResult:
+        """One ``AttackResult`` from the rows of the finished batches."""
         merged = {k: torch.cat([p[k] for p in parts]) for k in parts[0] if k != "targets"}
         result = AttackResult(
             **merged,
@@ -149,10 +164,25 @@ class Attack:
             raise ConfigError(
                 f"{self.name} supports the {', '.join(self.norms)} norm(s), not {threat.norm}."
             )
+        self._check_access(model)
         if threat.knowledge not in self.knowledge:
+            suited = ", ".join(_attacks_for(frozenset({threat.knowledge}))) or "none"
             raise ConfigError(
                 f"{self.name} needs {' or '.join(self.knowledge)} access but the threat model "
-                f"says knowledge={threat.knowledge}; pick an attack for that threat."
+                f"says knowledge={threat.knowledge}; pick an attack for that threat: {suited}."
+            )
+
+    def _check_access(self, model: Classifier) -> None:
+        """Refuse gradient attacks on black boxes and score attacks on label-only targets."""
+        if not model.differentiable and not set(self.knowledge) & BLACK_BOX:
+            raise ConfigError(
+                f"{self.name} needs gradients but {type(model).__name__} can only be queried; "
+                f"use a black-box attack instead: {', '.join(_attacks_for(BLACK_BOX))}."
+            )
+        if getattr(model, "label_only", False) and not set(self.knowledge) & LABEL_ONLY:
+            raise ConfigError(
+                f"{self.name} needs scores but the target returns labels only; use a "
+                f"decision-based attack instead: {', '.join(_attacks_for(LABEL_ONLY)) or 'none'}."
             )
 
     @staticmethod
@@ -177,3 +207,28 @@ class Attack:
         if targets is not None:
             rows["targets"] = targets
         return rows
+
+
+def _attacks_for(knowledge: frozenset[str]) -> list[str]:
+    """Registered attack names with any of these knowledge levels (for error messages)."""
+    from rampart.attacks.registry import ATTACKS  # the registry imports this module
+
+    return [name for name, cls in ATTACKS.items() if set(cls.knowledge) & knowledge]
+
+
+@contextmanager
+def _keep_finished(attack: Attack, parts: list[dict[str, torch.Tensor]], threat: ThreatModel,
+                   started: float, total: int, was_numpy: bool) -> Iterator[None]:
+    """Turn a target failure after some finished batches into a ``PartialResultError``
+    that carries their result, so the queries already paid for are not lost."""
+    try:
+        yield
+    except TargetError as exc:
+        if not parts or isinstance(exc, PartialResultError):
+            raise
+        result = attack._assemble(parts, threat, time.perf_counter() - started, was_numpy)
+        done = len(result)
+        raise PartialResultError(
+            f"the target failed after {done} of {total} samples: {exc}",
+            result=result, done=done, total=total,
+        ) from exc

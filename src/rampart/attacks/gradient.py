@@ -31,6 +31,8 @@ class IterativeGradientAttack(Attack):
         loss: ``"ce"`` (cross-entropy) or ``"margin"`` (Carlini-Wagner margin).
         momentum: decay of the accumulated, l1-normalised gradient (MI-FGSM); 0 disables it.
         early_stop: stop working on a sample once it is broken.
+        keep_last: with ``early_stop`` off, return each sample's final point rather than
+            its first adversarial one (transfer attacks want the whole perturbation).
         l1_sparsity: for l1 steps, the fraction of coordinates left untouched per step.
         seed: seeds random starts and random targets.
     """
@@ -48,9 +50,13 @@ class IterativeGradientAttack(Attack):
         momentum: float = 0.0,
         early_stop: bool = True,
         l1_sparsity: float = 0.99,
+        keep_last: bool = False,
         seed: int = 0,
     ) -> None:
         super().__init__(seed=seed)
+        if keep_last and early_stop:
+            raise ConfigError("keep_last returns the final points of a run that takes every "
+                              "step; set early_stop=False with it.")
         if steps < 1:
             raise ConfigError(f"steps must be at least 1, got {steps}.")
         if restarts < 1:
@@ -75,6 +81,7 @@ class IterativeGradientAttack(Attack):
         self.momentum = float(momentum)
         self.early_stop = bool(early_stop)
         self.l1_sparsity = float(l1_sparsity)
+        self.keep_last = bool(keep_last)
 
     def _attack_batch(
         self,
@@ -134,7 +141,9 @@ class IterativeGradientAttack(Attack):
             with torch.enable_grad():
                 logits = model.logits(x_adv)
             won = is_success(logits.detach(), ya, ta)
-            if not self.early_stop:
+            if self.keep_last:
+                won &= last  # record every sample's final point, adversarial or not
+            elif not self.early_stop:
                 won &= ~won_all[active]  # keep each sample's first adversarial point
             if last or bool(won.any()):
                 record = ~won_all[active] if last else won

@@ -9,9 +9,13 @@ from rampart.attacks.apgd import APGDCE, APGDDLR, APGDT
 from rampart.attacks.base import Attack
 from rampart.attacks.cw import CarliniWagnerL2
 from rampart.attacks.deepfool import DeepFool
+from rampart.attacks.estimation import NES, SPSA
 from rampart.attacks.fab import FAB
 from rampart.attacks.gradient import BIM, FGSM, MIFGSM, PGD
+from rampart.attacks.hsja import HopSkipJump
+from rampart.attacks.simba import SimBA
 from rampart.attacks.square import Square
+from rampart.attacks.transfer import Transfer
 from rampart.errors import ConfigError
 
 ATTACKS: dict[str, type[Attack]] = {
@@ -27,14 +31,19 @@ ATTACKS: dict[str, type[Attack]] = {
     "deepfool": DeepFool,
     "fab": FAB,
     "square": Square,
+    "simba": SimBA,
+    "nes": NES,
+    "spsa": SPSA,
+    "hsja": HopSkipJump,
+    "transfer": Transfer,
 }
+ALIASES = {"mifgsm": "mi-fgsm", "hopskipjump": "hsja", "hop-skip-jump": "hsja"}
 
 
 def make_attack(name: str, **options: Any) -> Attack:
     """Build an attack by name; options the attack does not take are a clear error."""
     key = name.strip().lower().replace("_", "-")
-    if key == "mifgsm":
-        key = "mi-fgsm"
+    key = ALIASES.get(key, key)
     if key not in ATTACKS:
         raise ConfigError(f"unknown attack {name!r}; choose one of {', '.join(ATTACKS)}.")
     cls = ATTACKS[key]

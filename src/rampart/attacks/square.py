@@ -23,19 +23,16 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
-from rampart.attacks.base import Attack, BatchOutcome, ProgressFn
+from rampart.attacks.base import BatchOutcome
 from rampart.attacks.best import BestPoints
 from rampart.attacks.losses import is_success, margin
 from rampart.attacks.lp import clip_to_bounds
-from rampart.attacks.result import AttackResult
-from rampart.attacks.targets import ExplicitTargets
+from rampart.attacks.queries import QueryAttack
 from rampart.attacks.working import WorkingSet
 from rampart.errors import ConfigError
 from rampart.models import Classifier
-from rampart.threat import ThreatModel
 
 # Iterations (on a 10,000-iteration scale) after which the window share p halves again.
 P_SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
@@ -122,7 +119,7 @@ def _as_planes(x: torch.Tensor) -> torch.Tensor:
     )
 
 
-class Square(Attack):
+class Square(QueryAttack):
     """Square Attack for linf and l2, with the margin loss, untargeted or targeted.
 
     Defaults as in AutoAttack: ``p_init = 0.8`` for both norms (the paper tuned 0.05 for
@@ -167,36 +164,14 @@ class Square(Attack):
         rescale_schedule: bool = True,
         seed: int = 0,
     ) -> None:
-        super().__init__(seed=seed)
-        if n_queries < 1:
-            raise ConfigError(f"n_queries must be at least 1, got {n_queries}.")
+        super().__init__(n_queries=n_queries, seed=seed)
         if not 0.0 < p_init <= 1.0:
             raise ConfigError(f"p_init must be in (0, 1], got {p_init}.")
         if restarts < 1:
             raise ConfigError(f"restarts must be at least 1, got {restarts}.")
-        self.n_queries = int(n_queries)
         self.p_init = float(p_init)
         self.restarts = int(restarts)
         self.rescale_schedule = bool(rescale_schedule)
-        self._budget = self.n_queries
-
-    def __call__(
-        self,
-        model: Classifier,
-        x: torch.Tensor | np.ndarray,
-        y: torch.Tensor | np.ndarray,
-        threat: ThreatModel,
-        *,
-        targets: ExplicitTargets | None = None,
-        progress: ProgressFn | None = None,
-    ) -> AttackResult:
-        """As :meth:`Attack.__call__`; the threat's ``query_budget`` overrides ``n_queries``."""
-        budget = getattr(threat, "query_budget", None)
-        self._budget = self.n_queries if budget is None else int(budget)
-        try:
-            return super().__call__(model, x, y, threat, targets=targets, progress=progress)
-        finally:
-            self._budget = self.n_queries
 
     # ------------------------------------------------------------------ the batch
     @torch.no_grad()
@@ -212,7 +187,7 @@ class Square(Attack):
     ) -> BatchOutcome:
         planes = _as_planes(x)
         n = x.shape[0]
-        clean = model.logits(x)
+        clean = self._clean_logits_of(model, x)
         queries = torch.ones(n, dtype=torch.long, device=x.device)
         best = BestPoints(x, y, targets, clean_logits=clean)
         left = self._budget - 1

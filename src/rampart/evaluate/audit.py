@@ -11,10 +11,17 @@ random (``escalation.declarations``) still get BPDA or EOT. Under ``torchrun`` e
 process takes every n-th batch and the records are gathered into one report
 (``distributed.py``). Seeds depend on the batch, not the process, so one process and several
 give the same numbers.
+
+Threats with weaker knowledge (``score``, ``decision``, ``transfer``) are audited with the
+black-box attacks of ``suites.black_box_suite`` on the model's outputs alone (a
+``BlackBoxClassifier`` or any ``Classifier``); transfer threats craft on the ``surrogate``.
+Their robust accuracy is an upper bound that a white-box audit can only lower, and the
+report says so.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -34,7 +41,14 @@ from rampart.evaluate.cascade import run_cascade
 from rampart.evaluate.escalation import declared_attack_model, escalations
 from rampart.evaluate.fingerprint import DataFingerprint, weights_fingerprint
 from rampart.evaluate.records import BatchRecord, Checkpoint, PointRecord
-from rampart.evaluate.suites import SUITES, Suite, SuiteAttack, get_suite
+from rampart.evaluate.suites import (
+    SUITES,
+    Suite,
+    SuiteAttack,
+    black_box_suite,
+    family_key,
+    get_suite,
+)
 from rampart.models import Classifier
 from rampart.threat import ThreatModel
 
@@ -68,12 +82,6 @@ def threat_points(threats: ThreatModel | Sequence[ThreatModel]) -> list[ThreatMo
         if not isinstance(threat, ThreatModel):
             raise ConfigError(f"threats must be rampart.ThreatModel objects, got "
                               f"{type(threat).__name__}.")
-        if threat.knowledge != "white-box":
-            raise ConfigError(
-                f"an audit measures white-box worst-case robustness, but a threat says "
-                f"knowledge={threat.knowledge}; use rampart attack with a black-box attack "
-                "for weaker threat models."
-            )
         for eps in threat.eps_values:
             point = threat.at(eps)
             points.setdefault(point_key(point), point)
@@ -81,9 +89,12 @@ def threat_points(threats: ThreatModel | Sequence[ThreatModel]) -> list[ThreatMo
 
 
 def point_key(threat: ThreatModel) -> str:
-    """A stable name for a single-eps threat, e.g. ``linf@0.3`` or ``l2@1.5/targeted=3``."""
+    """A stable name for a single-eps threat, e.g. ``linf@0.3``, ``l2@1.5/targeted=3`` or,
+    below white-box knowledge, ``linf@0.3/score``."""
     key = f"{threat.norm}@{threat.single_eps:g}"
-    return key if not threat.is_targeted else f"{key}/targeted={threat.targeted}"
+    if threat.is_targeted:
+        key = f"{key}/targeted={threat.targeted}"
+    return key if threat.knowledge == "white-box" else f"{key}/{threat.knowledge}"
 
 
 # ---------------------------------------------------------------------- data streaming
@@ -145,13 +156,16 @@ def audit(
     progress: ProgressFn | None = None,
     model_name: str | None = None,
     data_name: str | None = None,
+    surrogate: Classifier | Sequence[Classifier] | None = None,
     **settings: Any,
 ) -> AuditReport:
     """Audit ``model`` on ``data`` under ``threats`` with ``suite``; returns the report.
 
     ``settings`` are :class:`AuditOptions` fields (``seed``, ``batch_size``, ``limit``, ...).
     ``checkpoint_dir`` makes the audit resumable: finished batches are saved there and
-    skipped when the same audit runs again (``fresh=True`` discards them).
+    skipped when the same audit runs again (``fresh=True`` discards them). ``surrogate``
+    (the attacker's own model, or a list of models) is what ``knowledge: transfer`` threats
+    craft their examples on.
     """
     if not isinstance(model, Classifier):
         raise InputError(f"audit takes a rampart.Classifier, got {type(model).__name__}; wrap "
@@ -166,16 +180,18 @@ def audit(
     opts.suite = suite if options is None else opts.suite
     chosen = get_suite(opts.suite)
     points = threat_points(threats)
-    runner = _Runner(model, points, chosen, opts, progress)
+    runner = _Runner(model, points, chosen, opts, progress, surrogate)
     started = time.perf_counter()
     dist = distributed.context()
     fingerprint = DataFingerprint()
-    weights_fp = weights_fingerprint(model.net)
+    weights_fp = _model_fingerprint(model)
     checkpoint = None
     if checkpoint_dir is not None:
         key = {"rampart": __version__, "weights": weights_fp, "suite": chosen.name,
                "seed": opts.seed, "batch_size": opts.batch_size, "limit": opts.limit,
                "threats": [point_key(p) for p in points], "world_size": dist.world_size}
+        if runner.surrogate is not None:
+            key["surrogate"] = weights_fingerprint(runner.surrogate)
         checkpoint = Checkpoint(checkpoint_dir, key, fresh=fresh and dist.rank == 0)
     records: list[BatchRecord] = []
     resumed = 0
@@ -209,10 +225,10 @@ def audit(
         notes=runner.notes,
         preflight=runner.preflight_diagnostics,
         options=opts,
-        model_info={"name": model_name or type(model.net).__name__,
+        model_info={"name": model_name or _model_label(model),
                     "weights_fingerprint": weights_fp, "num_classes": model.num_classes,
                     "bounds": list(model.bounds), "output": model.output,
-                    "escalation": runner.escalation},
+                    "escalation": runner.escalation, **runner.access_info()},
         data_info={"name": data_name, "fingerprint": data_fp},
         seconds=time.perf_counter() - started,
         resumed_batches=resumed,
@@ -224,9 +240,19 @@ class _Runner:
     """The per-batch work of one audit, with what the first batch taught it."""
 
     def __init__(self, model: Classifier, points: list[ThreatModel], suite: Suite,
-                 opts: AuditOptions, progress: ProgressFn | None) -> None:
+                 opts: AuditOptions, progress: ProgressFn | None,
+                 surrogate: Classifier | Sequence[Classifier] | None = None) -> None:
         self.model, self.points, self.suite, self.opts = model, points, suite, opts
         self.progress = progress
+        # white-box threats need gradients; the others only the model's outputs
+        self.white = [p for p in points if p.knowledge == "white-box"]
+        if self.white and not model.differentiable:
+            raise ConfigError(
+                f"a white-box threat ({point_key(self.white[0])}) needs gradients, but "
+                f"{type(model).__name__} can only be queried; set knowledge: score, decision "
+                "or transfer on the threats of a black-box target.")
+        needs_surrogate = any(p.knowledge == "transfer" for p in points)
+        self.surrogate = _surrogate(surrogate) if needs_surrogate else None
         self.prepared = False
         self.attack_model: Classifier = model
         self.preflight_diagnostics: list[dict[str, Any]] = []
@@ -245,10 +271,12 @@ class _Runner:
     def prepare(self, xb: Any, yb: Any) -> None:
         """Gradient-masking preflight on the first batch, then the attack list per norm."""
         x, y = self._tensors(xb, yb)
-        if self.opts.diagnostics:
+        if not self.white:  # nothing differentiates through the model: no escalation
+            self.attack_model = self.model
+        elif self.opts.diagnostics:
             from rampart.evaluate.diagnostics import preflight
 
-            first = self.points[0]
+            first = self.white[0]
             pre = preflight(self.model, x[:DIAGNOSTIC_SAMPLES], y[:DIAGNOSTIC_SAMPLES], first,
                             seed=self.opts.seed)
             self.preflight_diagnostics = [d.to_dict() for d in pre.diagnostics]
@@ -260,17 +288,51 @@ class _Runner:
         else:  # no checks, but what the model declares about itself still holds
             self.attack_model = declared_attack_model(self.model)
             self.escalation = escalations(self.attack_model)
-        for norm in dict.fromkeys(p.norm for p in self.points):
-            attacks, notes = self.suite.for_model(self.model.num_classes, norm)
+        for point in self.points:
+            family = family_key(point)
+            if family in self.attacks:
+                continue
+            suite = self.suite if point.knowledge == "white-box" else black_box_suite(
+                self.suite, point.knowledge, self.surrogate)
+            attacks, notes = suite.for_model(self.model.num_classes, point.norm)
             self.notes += notes
-            attacks = self._escalate(attacks, norm)
+            if point.knowledge == "white-box":
+                attacks = self._escalate(attacks, point.norm)
             if not attacks:
                 raise ConfigError(
-                    f"no attack of the {self.suite.name} suite works for this model under "
-                    f"{norm} ({'; '.join(notes)})."
+                    f"no attack of the {suite.name} suite works for this model under "
+                    f"{family} ({'; '.join(notes)})."
                 )
-            self.attacks[norm] = attacks
+            self.attacks[family] = attacks
+        self.notes += self._black_box_notes()
         self.prepared = True
+
+    def _black_box_notes(self) -> list[str]:
+        """What a reader of a black-box audit must know: which attacks ran, and that the
+        numbers are upper bounds."""
+        kinds = list(dict.fromkeys(p.knowledge for p in self.points if p not in self.white))
+        if not kinds:
+            return []
+        ran = "; ".join(f"{family}: {', '.join(a.key for a in attacks)}"
+                        for family, attacks in self.attacks.items() if "/" in family)
+        return [f"Black-box audit (knowledge: {', '.join(kinds)}): only the model's "
+                f"{'labels' if kinds == ['decision'] else 'outputs'} were used ({ran}). Its "
+                "robust accuracy is an upper bound on the true robustness; a white-box audit "
+                "(gradients) can only lower it."]
+
+    def access_info(self) -> dict[str, Any]:
+        """How the audit could reach the model, for the report (nothing for a white-box
+        audit, whose report stays as it was)."""
+        if len(self.white) == len(self.points) and self.model.differentiable:
+            return {}
+        info: dict[str, Any] = {"knowledge": sorted({p.knowledge for p in self.points})}
+        if not self.model.differentiable:
+            info["black_box_target"] = getattr(self.model, "name", type(self.model).__name__)
+            info["queries"] = getattr(self.model, "queries", None)
+        if self.surrogate is not None:
+            info["surrogate"] = {"name": _model_label(self.surrogate),
+                                 "weights_fingerprint": weights_fingerprint(self.surrogate)}
+        return info
 
     def _escalate(self, attacks: list[SuiteAttack], norm: str) -> list[SuiteAttack]:
         keys = {a.key for a in attacks}
@@ -304,7 +366,7 @@ class _Runner:
             family = (point.norm, str(point.targeted))
             if self.progress is not None:
                 self.progress(0, f"batch {index + 1}: {key}")
-            out = run_cascade(self.model, x, y, point, self.attacks[point.norm],
+            out = run_cascade(self.model, x, y, point, self.attacks[family_key(point)],
                               seed=self.opts.seed, batch_index=index,
                               attack_model=self.attack_model,
                               prior=previous.get(family) if not point.is_targeted else None)
@@ -318,7 +380,7 @@ class _Runner:
                         "adv_prediction": int(out.adv_predictions[i]),
                         "confidence": float(out.adv_confidence[i]),
                         "norm": float(out.norms[i]),
-                        "attack": self.attacks[point.norm][int(out.broken_by[i])].key}
+                        "attack": self.attacks[family_key(point)][int(out.broken_by[i])].key}
                        for i in broken.tolist()]
             points[key] = PointRecord(
                 robust=_np(out.robust), broken_by=_np(out.broken_by),
@@ -327,11 +389,11 @@ class _Runner:
                 norms=_np(out.norms).astype(np.float32),
                 stats=[vars(s) for s in out.stats], gallery=gallery,
             )
-            if index == 0 and self.opts.diagnostics:
+            if index == 0 and self.opts.diagnostics and point.knowledge == "white-box":
                 extras.setdefault("postflight", {})[key] = self._postflight(x, y, point, out)
         assert predictions is not None  # threat_points() never returns an empty list
         points = {point_key(p): points[point_key(p)] for p in self.points}  # the user's order
-        if index == 0 and self.opts.curve_samples > 0:
+        if index == 0 and self.opts.curve_samples > 0 and self.white:
             extras["curves"] = self._curves(x, y)
         return BatchRecord(index=index, labels=_np(y), clean_predictions=_np(predictions),
                            points=points, extras=extras)
@@ -359,8 +421,8 @@ class _Runner:
         curves: dict[str, Any] = {}
         if rows.numel() == 0:
             return curves
-        for norm in dict.fromkeys(p.norm for p in self.points):
-            largest = max(p.single_eps for p in self.points if p.norm == norm)
+        for norm in dict.fromkeys(p.norm for p in self.white):
+            largest = max(p.single_eps for p in self.white if p.norm == norm)
             threat = ThreatModel(norm=norm, eps=largest)
             started = time.perf_counter()
             result = FAB(steps=100, seed=self.opts.seed)(self.attack_model, x[rows], y[rows],
@@ -380,3 +442,31 @@ class _Runner:
 
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
+
+
+def _surrogate(surrogate: Classifier | Sequence[Classifier] | None) -> Classifier:
+    """The surrogate transfer threats craft on, as one ``Classifier`` (a list is an
+    ensemble); a clear error when there is none."""
+    from rampart.attacks.transfer import as_surrogate
+
+    built = as_surrogate(surrogate)
+    if built is None:
+        raise ConfigError(
+            "a transfer threat needs the attacker's surrogate model: pass "
+            "audit(..., surrogate=rampart.Classifier(net, ...)) or set surrogate: in the audit "
+            "config (CLI: --surrogate).")
+    return built
+
+
+def _model_label(model: Classifier) -> str:
+    net = getattr(model, "net", None)
+    return type(net).__name__ if net is not None else getattr(model, "name", "black-box model")
+
+
+def _model_fingerprint(model: Classifier) -> str:
+    """The weights' fingerprint, or for a model without weights (a black box) one of its
+    name, so checkpoints of different targets never mix."""
+    if getattr(model, "net", None) is not None:
+        return weights_fingerprint(model.net)
+    name = f"black-box:{_model_label(model)}"
+    return hashlib.sha256(name.encode()).hexdigest()[:16]

@@ -29,6 +29,9 @@ gates:
   min_robust_accuracy: {linf@0.1: 0.2}
   max_drop: 0.02                     # against the last passing run of this model
 outputs: {dir: reports/audit}
+# compare_with: reports/before/report.json   # show an earlier audit side by side
+# certify: {sigma: 0.25, samples: 100}       # randomized-smoothing certificates as well
+# surrogate: {model: rampart.zoo:digits_cnn, weights: surrogate.safetensors}  # transfer threats
 """
 
 
@@ -41,6 +44,48 @@ class Outputs(BaseModel):
     html: bool = True
     json_file: bool = Field(True, alias="json")
     markdown: bool = True
+
+
+class CertifySettings(BaseModel):
+    """Randomized-smoothing certification run with the audit (Cohen et al.'s CERTIFY).
+
+    The base model is the audited one; it should have been trained with Gaussian noise of
+    the same ``sigma`` (``rampart.defenses.fit_noisy``) or it abstains on most inputs.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    sigma: float = Field(gt=0)
+    samples: int = Field(100, ge=1)  # the first N audited samples are certified
+    n0: int = Field(100, ge=1)
+    n: int = Field(100_000, ge=1)
+    alpha: float = Field(0.001, gt=0, lt=1)
+    batch_size: int = Field(1_000, ge=1)
+
+
+class SurrogateConfig(BaseModel):
+    """The attacker's own model that ``knowledge: transfer`` threats craft examples on.
+
+    ``model`` and ``weights`` are read like the audited model's; the surrogate takes the same
+    inputs (bounds, shape) and predicts the same classes. A bare string is the model spec.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    weights: Path | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
+
+    def load(self, bounds: tuple[float, float], input_shape: Any = None,
+             device: Any = None, batch_size: int = 256) -> Any:
+        """The surrogate as a ``rampart.Classifier``."""
+        from rampart.loading import load_model
+        from rampart.models import Classifier
+
+        net = load_model(self.model, self.weights, device=device)
+        return Classifier(net, bounds=bounds, mean=self.mean, std=self.std,
+                          input_shape=input_shape, batch_size=batch_size)
 
 
 class AuditConfig(BaseModel):
@@ -68,6 +113,9 @@ class AuditConfig(BaseModel):
     outputs: Outputs = Field(default_factory=Outputs)
     db: str | None = None
     history: bool = True
+    compare_with: Path | None = None
+    certify: CertifySettings | None = None
+    surrogate: SurrogateConfig | None = None  # for knowledge: transfer threats
 
     @field_validator("suite")
     @classmethod
@@ -75,6 +123,11 @@ class AuditConfig(BaseModel):
         if value.lower() not in SUITES:
             raise ValueError(f"unknown suite {value!r}; choose one of {', '.join(SUITES)}")
         return value.lower()
+
+    @field_validator("surrogate", mode="before")
+    @classmethod
+    def _surrogate_spec(cls, value: Any) -> Any:
+        return {"model": value} if isinstance(value, str) else value
 
     @field_validator("threats", mode="before")
     @classmethod

@@ -12,10 +12,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from rampart.attacks import APGDCE, APGDDLR, APGDT, FAB, Square
+from rampart.attacks import (
+    APGDCE,
+    APGDDLR,
+    APGDT,
+    FAB,
+    MIFGSM,
+    NES,
+    PGD,
+    HopSkipJump,
+    SimBA,
+    Square,
+)
 from rampart.attacks.base import Attack
+from rampart.attacks.transfer import Transfer
 from rampart.errors import ConfigError
+from rampart.threat import ThreatModel
 
 
 @dataclass(frozen=True)
@@ -119,3 +133,80 @@ def get_suite(name: str | Suite) -> Suite:
     if key not in SUITES:
         raise ConfigError(f"unknown suite {name!r}; choose one of {', '.join(SUITES)}.")
     return SUITES[key]
+
+
+# ---------------------------------------------------------------------- black-box threats
+def family_key(threat: ThreatModel) -> str:
+    """Which attack list a threat point uses: its norm for white-box threats, ``norm/knowledge``
+    (e.g. ``linf/score``) for the others."""
+    if threat.knowledge == "white-box":
+        return threat.norm
+    return f"{threat.norm}/{threat.knowledge}"
+
+
+def _simba(queries: int) -> SuiteAttack:
+    return SuiteAttack("simba-dct", lambda seed: SimBA(n_queries=queries, seed=seed),
+                       f"{queries} queries, DCT basis", black_box=True, norms=("linf", "l2"))
+
+
+def _nes(queries: int) -> SuiteAttack:
+    return SuiteAttack("nes-pgd", lambda seed: NES(n_queries=queries, seed=seed),
+                       f"{queries} queries, 50 antithetic pairs per step", black_box=True,
+                       norms=("linf", "l2"))
+
+
+def _hsja(queries: int) -> SuiteAttack:
+    return SuiteAttack("hsja", lambda seed: HopSkipJump(n_queries=queries, stop_at_eps=True,
+                                                        seed=seed),
+                       f"{queries} queries, labels only", black_box=True, norms=("linf", "l2"))
+
+
+def _transfer(surrogate: Any, crafting: str) -> SuiteAttack:
+    def build(seed: int) -> Attack:
+        if crafting == "pgd":
+            inner: Attack = PGD(steps=40, early_stop=False, keep_last=True, seed=seed)
+        else:
+            inner = MIFGSM(steps=10, early_stop=False, keep_last=True, seed=seed)
+        return Transfer(surrogate, inner, seed=seed)
+
+    budget = ("PGD-40 on the surrogate, 1 query" if crafting == "pgd"
+              else "MI-FGSM-10 on the surrogate, 1 query")
+    return SuiteAttack(f"transfer-{crafting}", build, budget, black_box=True)
+
+
+# (score, decision) attacks per strength; transfer attacks are built with the surrogate
+_SCORE = {"quick": (_square(1000),), "standard": (_square(5000), _simba(5000)),
+          "thorough": (_square(5000, restarts=5), _simba(10000), _nes(10000))}
+_DECISION = {"quick": (_hsja(1000),), "standard": (_hsja(5000),), "thorough": (_hsja(20000),)}
+_TRANSFER = {"quick": ("mifgsm",), "standard": ("mifgsm", "pgd"), "thorough": ("mifgsm", "pgd")}
+
+
+def black_box_suite(name: str | Suite, knowledge: str, surrogate: Any = None) -> Suite:
+    """The attacks an audit runs under a ``score``, ``decision`` or ``transfer`` threat at the
+    strength ``name`` (quick, standard, thorough). A custom ``Suite`` is used as it is.
+
+    ``surrogate`` (a ``Classifier`` or a list of them) is what transfer attacks craft on.
+    """
+    if isinstance(name, Suite) and SUITES.get(name.name) is not name:
+        return name
+    strength = get_suite(name).name
+    if knowledge == "score":
+        attacks = _SCORE[strength]
+        what = "score-based attacks (model outputs only)"
+    elif knowledge == "decision":
+        attacks = _DECISION[strength]
+        what = "HopSkipJump (predicted labels only)"
+    elif knowledge == "transfer":
+        if surrogate is None:
+            raise ConfigError(
+                "a transfer threat needs the attacker's surrogate model: pass "
+                "audit(..., surrogate=rampart.Classifier(net, ...)) or set surrogate: in the "
+                "audit config (CLI: --surrogate).")
+        attacks = tuple(_transfer(surrogate, c) for c in _TRANSFER[strength])
+        what = "transfer attacks from the surrogate (one query per sample)"
+    else:
+        raise ConfigError(f"no black-box suite for knowledge={knowledge!r}; use score, "
+                          "decision or transfer.")
+    description = f"{strength} strength, {what}: " + ", ".join(
+        f"{a.key} ({a.budget})" for a in attacks)
+    return Suite(f"{strength}/{knowledge}", description, attacks)
