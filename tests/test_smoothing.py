@@ -128,15 +128,14 @@ def test_results_are_seeded_and_do_not_depend_on_the_batch_size():
     x = torch.rand(3, 5) * 0.2 + 0.4
     base = FairCoin()
 
-    def run(batch_size: int, seed: int = 0, prefetch: bool = True):
+    def run(batch_size: int, seed: int = 0):
         smoothed = SmoothedClassifier(base, 0.1, batch_size=batch_size, seed=seed,
-                                      noise_block=64, prefetch=prefetch)
+                                      noise_block=64)
         return smoothed.certify(x, n0=100, n=1000).top_counts, smoothed.predict(x, n=300)
 
     counts, preds = run(1000)
-    for batch_size, prefetch in ((7, True), (64, True), (150, False), (150, True),
-                                 (5000, True)):
-        other_counts, other_preds = run(batch_size, prefetch=prefetch)
+    for batch_size in (7, 64, 150, 5000):
+        other_counts, other_preds = run(batch_size)
         np.testing.assert_array_equal(other_counts, counts)
         assert torch.equal(other_preds, preds)
     assert not np.array_equal(run(1000, seed=1)[0], counts)

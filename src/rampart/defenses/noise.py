@@ -13,7 +13,6 @@ index, ``m`` and ``block`` only: the batch size changes speed and memory, never 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -57,10 +56,8 @@ class NoiseStream:
     """Batches of ``x[i] + sigma * noise`` rows, ``copies`` per input, in input order.
 
     Iterating yields ``(batch, segments)``: a view of one reused buffer (valid until the next
-    batch) and which input each run of rows belongs to. With ``prefetch`` the next batch is
-    drawn on a worker thread while the caller uses the current one (two buffers, same noise).
-    ``offset`` is added to the input positions before seeding, so a slice of a dataset gets the
-    noise it gets in the whole.
+    batch) and which input each run of rows belongs to. ``offset`` is added to the input
+    positions before seeding, so a slice of a dataset gets the noise it gets in the whole.
     """
 
     def __init__(
@@ -73,7 +70,6 @@ class NoiseStream:
         batch_size: int,
         block: int = DEFAULT_BLOCK,
         offset: int = 0,
-        prefetch: bool = False,
     ) -> None:
         if copies < 1 or batch_size < 1 or block < 1:
             raise ConfigError(f"copies, batch_size and block must be at least 1; got {copies}, "
@@ -88,7 +84,6 @@ class NoiseStream:
         self.batch_size = int(batch_size)
         self.block = int(block)
         self.offset = int(offset)
-        self.prefetch = bool(prefetch)
         self.generator = torch.Generator(device=x.device)
         self._cached: tuple[tuple[int, int], torch.Tensor] | None = None
 
@@ -100,42 +95,15 @@ class NoiseStream:
         return -(-self.total_rows // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, list[Segment]]]:
-        starts = range(0, self.total_rows, self.batch_size)
-        if not self.prefetch or len(starts) < 2:
-            buffer = self._buffer()
-            for start in starts:
-                yield self._batch(buffer, start)
-            return
-        # Two buffers: the next batch's noise is drawn on a worker thread (torch releases
-        # the GIL) while the caller runs the model on the current one. Batches are filled in
-        # order by that one thread, so the noise is the same as without prefetching.
-        buffers = (self._buffer(), self._buffer())
-        inference = torch.is_inference_mode_enabled()  # thread-local: carry it to the worker
-
-        def draw(buffer: torch.Tensor, start: int) -> tuple[torch.Tensor, list[Segment]]:
-            with torch.inference_mode(inference):
-                return self._batch(buffer, start)
-
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(draw, buffers[0], starts[0])
-            for k in range(len(starts)):
-                ready = pending.result()
-                if k + 1 < len(starts):
-                    pending = pool.submit(draw, buffers[(k + 1) % 2], starts[k + 1])
-                yield ready
-
-    def _buffer(self) -> torch.Tensor:
         rows = min(self.batch_size, self.total_rows)
-        return torch.empty((rows, *self.x.shape[1:]), dtype=self.x.dtype, device=self.x.device)
-
-    def _batch(self, buffer: torch.Tensor, start: int) -> tuple[torch.Tensor, list[Segment]]:
-        """Rows ``[start, start + batch_size)`` of the virtual sequence, drawn into ``buffer``."""
-        stop = min(start + self.batch_size, self.total_rows)
-        batch = buffer[:stop - start]
-        segments = self._segments(start, stop)
-        for seg in segments:
-            self._fill(batch, seg)
-        return batch, segments
+        buffer = torch.empty((rows, *self.x.shape[1:]), dtype=self.x.dtype, device=self.x.device)
+        for start in range(0, self.total_rows, self.batch_size):
+            stop = min(start + self.batch_size, self.total_rows)
+            batch = buffer[:stop - start]
+            segments = self._segments(start, stop)
+            for seg in segments:
+                self._fill(batch, seg)
+            yield batch, segments
 
     def _segments(self, start: int, stop: int) -> list[Segment]:
         out = []

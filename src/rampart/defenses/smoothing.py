@@ -47,8 +47,6 @@ class SmoothedClassifier:
         seed: seeds all noise; the same seed gives the same answers on the same device.
         noise_block: noisy copies per seeded block of noise (see ``noise.py``); changing it
             changes the noise, changing ``batch_size`` does not.
-        prefetch: draw the next batch's noise on a worker thread while the model runs on the
-            current one (same noise either way; see ``NoiseStream``).
     """
 
     def __init__(
@@ -58,7 +56,6 @@ class SmoothedClassifier:
         batch_size: int = 1_000,
         seed: int = 0,
         noise_block: int = DEFAULT_BLOCK,
-        prefetch: bool = True,
     ) -> None:
         if isinstance(model, nn.Module):
             model = Classifier(model, bounds=(0.0, 1.0))
@@ -77,7 +74,6 @@ class SmoothedClassifier:
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.noise_block = int(noise_block)
-        self.prefetch = bool(prefetch)
 
     # ------------------------------------------------------------------ Cohen's algorithms
     def predict(self, x: ArrayLike, n: int = 100_000, alpha: float = 0.001,
@@ -154,7 +150,7 @@ class SmoothedClassifier:
         k = self.model.num_classes
         counts = torch.zeros((x.shape[0], k), dtype=torch.long, device=x.device)
         stream = NoiseStream(x, copies, self.sigma, self.seed, phase, self.batch_size,
-                             self.noise_block, offset, prefetch=self.prefetch)
+                             self.noise_block, offset)
         with torch.inference_mode(), self.model.attacking():
             for batch, segments in stream:
                 votes = self.model.logits(batch).argmax(dim=1)
