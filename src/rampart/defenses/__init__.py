@@ -1,5 +1,6 @@
-"""Hardening and certification: defences that make a model harder to attack, and randomized
-smoothing, which certifies an l2 radius around each prediction."""
+"""Hardening and certification: defences that make a model harder to attack, randomized
+smoothing, which certifies an l2 radius around each prediction, and detectors that flag
+adversarial inputs (``rampart.defenses.detectors``)."""
 
 from rampart.defenses.adversarial_training import AdversarialTrainer, FitResult, OverfitCheck
 from rampart.defenses.augmentation import (
@@ -10,6 +11,16 @@ from rampart.defenses.augmentation import (
     RandomRotation,
 )
 from rampart.defenses.certified import CertifyResult
+from rampart.defenses.detectors import (
+    AttackDetection,
+    Detector,
+    DetectorAwarePGD,
+    DetectorEvaluation,
+    FeatureSqueezing,
+    LearnedDetector,
+    Mahalanobis,
+    evaluate_detector,
+)
 from rampart.defenses.distillation import defensive_distillation
 from rampart.defenses.ensemble import Ensemble
 from rampart.defenses.jpeg import JPEGCompression
@@ -28,3 +39,5 @@ __all__ += ["AddNoise", "Augment", "BitDepthReduction", "Ensemble", "JPEGCompres
             "MedianSmoothing", "Preprocessed", "Preprocessor", "RandomCrop", "RandomFlip",
             "RandomRotation", "defensive_distillation"]
 __all__ += ["AdversarialTrainer", "FitResult", "OverfitCheck"]
+__all__ += ["AttackDetection", "Detector", "DetectorAwarePGD", "DetectorEvaluation",
+            "FeatureSqueezing", "LearnedDetector", "Mahalanobis", "evaluate_detector"]
