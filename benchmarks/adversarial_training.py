@@ -87,26 +87,23 @@ class Run:
     label: str
     library: str
     method: str
-    train: Callable[[nn.Module, torch.Tensor, torch.Tensor, int, int, int], dict[str, Any]]
+    train: Callable[[nn.Module, torch.Tensor, torch.Tensor, argparse.Namespace], dict[str, Any]]
 
 
 # ---------------------------------------------------------------- rampart
 
 
-FGSM_STEP = {"value": 1.25}  # rampart fast-fgsm's step (x eps); --fgsm-step sets it
-
-
 def _rampart(method: str) -> Callable[..., dict[str, Any]]:
-    def train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, ramp: int,
-              seed: int) -> dict[str, Any]:
+    def train(net: nn.Module, x: torch.Tensor, y: torch.Tensor,
+              args: argparse.Namespace) -> dict[str, Any]:
         from rampart import ThreatModel
         from rampart.defenses import AdversarialTrainer
 
         trainer = AdversarialTrainer(
-            net, ThreatModel(norm="linf", eps=EPS), method=method, epochs=epochs,
+            net, ThreatModel(norm="linf", eps=EPS), method=method, epochs=args.epochs,
             batch_size=BATCH, lr=LR, optimizer="adam", lr_schedule="cosine", steps=PGD_STEPS,
-            ramp_epochs=ramp, eval_samples=VALIDATION, seed=seed, distributed=False,
-            fgsm_step=FGSM_STEP["value"],
+            ramp_epochs=args.ramp, eval_samples=VALIDATION, seed=args.seed, distributed=False,
+            fgsm_step=args.fgsm_step,
         )
         _, history = trainer.fit(x, y, x[:VALIDATION], y[:VALIDATION])
         return {"epochs_run": len(history.epochs), "final_epoch": history.final_epoch,
@@ -149,12 +146,13 @@ def _one_hot(y: torch.Tensor) -> np.ndarray:
     return F.one_hot(y, 10).float().numpy()
 
 
-def _art_pgd(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, ramp: int,
-             seed: int) -> dict[str, Any]:
+def _art_pgd(net: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             args: argparse.Namespace) -> dict[str, Any]:
     from art.defences.trainer import AdversarialTrainerMadryPGD
 
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    epochs, ramp = args.epochs, args.ramp
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
     optimizer = torch.optim.Adam(net.parameters(), lr=LR)
     trainer = AdversarialTrainerMadryPGD(_art_classifier(net, optimizer), nb_epochs=1,
                                          batch_size=BATCH, eps=EPS,
@@ -171,16 +169,16 @@ def _art_pgd(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, ramp
     return {"epochs_run": epochs}
 
 
-def _art_fbf(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, ramp: int,
-             seed: int) -> dict[str, Any]:
+def _art_fbf(net: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             args: argparse.Namespace) -> dict[str, Any]:
     from art.defences.trainer import AdversarialTrainerFBFPyTorch
 
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     trainer = AdversarialTrainerFBFPyTorch(_art_classifier(net, optimizer), eps=EPS)
-    trainer.fit(x.numpy(), _one_hot(y), nb_epochs=epochs, batch_size=BATCH)
-    return {"epochs_run": epochs, "note": "ART's FBF protocol: cyclic lr to 0.21, SGD"}
+    trainer.fit(x.numpy(), _one_hot(y), nb_epochs=args.epochs, batch_size=BATCH)
+    return {"epochs_run": args.epochs, "note": "ART's FBF protocol: cyclic lr to 0.21, SGD"}
 
 
 RUNS = {
@@ -218,8 +216,7 @@ def train_phase(runs: list[Run], x: torch.Tensor, y: torch.Tensor, args: argpars
         net = mnist_cnn()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            info, m = measure(lambda run=run, net=net: run.train(net, x, y, args.epochs,
-                                                                args.ramp, args.seed))
+            info, m = measure(lambda run=run, net=net: run.train(net, x, y, args))
         path = weights_path(run.key, args.epochs, args.ramp, args.seed)
         save_weights(net, path)
         share = m.foreign_share(cores)
@@ -317,7 +314,6 @@ def main() -> None:
         parser.error(f"unknown run(s) {unknown}; choose from {', '.join(RUNS)}")
     runs = [RUNS[k] for k in args.runs.split(",")]
     torch.set_num_threads(args.threads)
-    FGSM_STEP["value"] = args.fgsm_step
     allocator = keep_freed_memory()
     x_all, y_all = load_mnist(args.data)
     (x_train, y_train), (x_eval, y_eval) = mnist_split(x_all, y_all)

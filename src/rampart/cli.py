@@ -259,10 +259,9 @@ def audit(
     Exits 0 when every gate passes, 1 when a gate fails, 2 on a usage error.
     """
     with _user_errors():
-        from rampart.cli_audit import TargetAuditConfig as AuditConfig
         from rampart.cli_audit import run_audit_command
         from rampart.evaluate import distributed
-        from rampart.evaluate.audit_config import EXAMPLE
+        from rampart.evaluate.audit_config import EXAMPLE, AuditConfig
 
         flags: dict[str, Any] = {
             "model": model, "weights": weights, "data": data, "suite": suite, "limit": limit,

@@ -10,10 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import model_validator
-
 from rampart.blackbox import BlackBoxClassifier
-from rampart.blackbox.spec import TargetSettings
 from rampart.devices import resolve_device
 from rampart.errors import PartialResultError, TargetError
 from rampart.evaluate import distributed
@@ -24,35 +21,6 @@ from rampart.evaluate.gates import GateOutcome, check_gates
 from rampart.targets import load_blackbox_target, load_target
 
 CHECKPOINT_DIR = ".checkpoint"
-
-
-class TargetAuditConfig(AuditConfig):
-    """The audit config with a black-box ``target:`` block in place of ``model`` (a URL, an
-    ONNX file or a Python function, see ``TargetSettings``); the rest is ``AuditConfig``."""
-
-    model: str | None = None  # type: ignore[assignment]
-    target: TargetSettings | None = None
-
-    @classmethod
-    def from_file(cls, path: str | Path, overrides: dict[str, Any] | None = None
-                  ) -> TargetAuditConfig:
-        """As ``AuditConfig.from_file``; a relative ``target.config`` is beside the file."""
-        config = super().from_file(path, overrides)
-        assert isinstance(config, TargetAuditConfig)
-        settings = config.target
-        if settings is not None and settings.config is not None and \
-                not settings.config.is_absolute():
-            beside = Path(path).parent / settings.config
-            if beside.is_file():
-                settings.config = beside
-        return config
-
-    @model_validator(mode="after")
-    def _model_or_target(self) -> TargetAuditConfig:
-        if (self.model is None) == (self.target is None):
-            raise ValueError("the audit needs model (a local PyTorch model) or target (a URL, "
-                             "model.onnx or file.py:function), not both and not neither")
-        return self
 
 
 @dataclass

@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rampart.blackbox.spec import TargetSettings
 from rampart.config_files import read_config_file, validate
 from rampart.evaluate.gates import Gates
 from rampart.evaluate.suites import SUITES
@@ -93,7 +94,8 @@ class AuditConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    model: str
+    model: str | None = None  # a local PyTorch model, or
+    target: TargetSettings | None = None  # a black box: a URL, model.onnx or file.py:function
     weights: Path | None = None
     name: str | None = None
     data: str = "digits"
@@ -138,12 +140,27 @@ class AuditConfig(BaseModel):
             raise ValueError("at least one threat is needed, e.g. [{norm: linf, eps: 0.3}]")
         return value
 
+    @model_validator(mode="after")
+    def _model_or_target(self) -> AuditConfig:
+        if (self.model is None) == (self.target is None):
+            raise ValueError("the audit needs model (a local PyTorch model) or target (a URL, "
+                             "model.onnx or file.py:function), not both and not neither")
+        return self
+
     @classmethod
     def from_file(cls, path: str | Path, overrides: dict[str, Any] | None = None
                   ) -> AuditConfig:
-        """Read a YAML/JSON file, apply ``overrides`` (flags), validate."""
+        """Read a YAML/JSON file, apply ``overrides`` (flags), validate. A relative
+        ``target.config`` is looked for beside the file first."""
         data = read_config_file(path, "audit", EXAMPLE)
-        return cls.build({**data, **(overrides or {})}, where=str(path))
+        config = cls.build({**data, **(overrides or {})}, where=str(path))
+        settings = config.target
+        if settings is not None and settings.config is not None and \
+                not settings.config.is_absolute():
+            beside = Path(path).parent / settings.config
+            if beside.is_file():
+                settings.config = beside
+        return config
 
     @classmethod
     def build(cls, data: dict[str, Any], where: str = "the audit settings") -> AuditConfig:
