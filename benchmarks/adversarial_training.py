@@ -11,11 +11,13 @@ images at linf eps 0.3 for the same number of epochs:
   schedule, so it is driven one epoch at a time with its attack's eps and the optimiser's
   lr set before each epoch; its PGD crafts a whole batch at once (``batch_size=128``, where
   its default is 32).
-* **Fast FGSM with a random start (Wong et al.)**, rampart ``method="fast-fgsm"`` (Adam,
-  cosine, the same ramp, FGSM step 1.25 eps, the catastrophic-overfitting check after every
-  epoch with rollback to the best epoch) vs ART's ``AdversarialTrainerFBFPyTorch``, which
-  fixes its own protocol: a cyclic learning rate peaking at 0.21 (given SGD with momentum
-  0.9 and weight decay 5e-4, as its examples do), step 1.25 eps, gradient clipping.
+* **Fast FGSM with a random start (Wong et al.)**, rampart ``method="fast-fgsm"`` vs ART's
+  ``AdversarialTrainerFBFPyTorch``, under one protocol, ART's (which fixes it): SGD with
+  momentum 0.9 and weight decay 5e-4, a one-cycle (cyclic) learning rate peaking at 0.21 at
+  2/5 of the epochs and set every batch, gradient norms clipped to 0.5, FGSM step 1.25 eps
+  from a uniform random start, no eps curriculum. rampart adds its catastrophic-overfitting
+  check after every epoch (FGSM vs PGD accuracy) with rollback to the best epoch.
+  ``rampart-nfgsm`` is N-FGSM (de Jorge et al.) under the PGD runs' Adam/cosine recipe.
 
 rampart's runs validate after every epoch (clean accuracy and 10-step PGD on 500 of the
 training images, which early stopping and the overfitting check read); that is inside
@@ -93,20 +95,29 @@ class Run:
 # ---------------------------------------------------------------- rampart
 
 
-def _rampart(method: str) -> Callable[..., dict[str, Any]]:
+#: ART's fast-FGSM protocol (AdversarialTrainerFBFPyTorch), given to rampart's fast-fgsm run.
+FBF_PROTOCOL = {"optimizer": "sgd", "momentum": 0.9, "weight_decay": 5e-4, "lr": 0.21,
+                "lr_schedule": "one-cycle", "grad_clip": 0.5}
+
+
+def _rampart(method: str, protocol: str = "madry") -> Callable[..., dict[str, Any]]:
     def train(net: nn.Module, x: torch.Tensor, y: torch.Tensor,
               args: argparse.Namespace) -> dict[str, Any]:
         from rampart import ThreatModel
         from rampart.defenses import AdversarialTrainer
 
+        recipe: dict[str, Any] = {"lr": LR, "optimizer": "adam", "lr_schedule": "cosine",
+                                  "ramp_epochs": args.ramp}
+        if protocol == "fbf":
+            recipe = {**FBF_PROTOCOL, "ramp_epochs": 0}
         trainer = AdversarialTrainer(
             net, ThreatModel(norm="linf", eps=EPS), method=method, epochs=args.epochs,
-            batch_size=BATCH, lr=LR, optimizer="adam", lr_schedule="cosine", steps=PGD_STEPS,
-            ramp_epochs=args.ramp, eval_samples=VALIDATION, seed=args.seed, distributed=False,
-            fgsm_step=args.fgsm_step,
+            batch_size=BATCH, steps=PGD_STEPS, eval_samples=VALIDATION, seed=args.seed,
+            distributed=False, fgsm_step=args.fgsm_step, **recipe,
         )
         _, history = trainer.fit(x, y, x[:VALIDATION], y[:VALIDATION])
-        return {"epochs_run": len(history.epochs), "final_epoch": history.final_epoch,
+        return {"recipe": recipe,
+                "epochs_run": len(history.epochs), "final_epoch": history.final_epoch,
                 "stop_reason": history.stop_reason,
                 "validation_seconds": round(sum(r.validation_seconds for r in history.epochs), 1),
                 "history": [
@@ -186,7 +197,7 @@ RUNS = {
                        _rampart("pgd")),
     "art-pgd": Run("art-pgd", "ART AdversarialTrainerMadryPGD", "ART", "PGD", _art_pgd),
     "rampart-fast": Run("rampart-fast", "rampart AdversarialTrainer fast-fgsm", "rampart",
-                        "fast FGSM", _rampart("fast-fgsm")),
+                        "fast FGSM", _rampart("fast-fgsm", protocol="fbf")),
     "art-fbf": Run("art-fbf", "ART AdversarialTrainerFBFPyTorch", "ART", "fast FGSM", _art_fbf),
     "rampart-nfgsm": Run("rampart-nfgsm", "rampart AdversarialTrainer n-fgsm", "rampart",
                          "fast FGSM", _rampart("n-fgsm")),

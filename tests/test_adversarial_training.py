@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 import rampart
 from rampart.attacks import PGD
 from rampart.cli import app
-from rampart.defenses.adversarial_training import AdversarialTrainer, OverfitCheck
-from rampart.defenses.training.history import EpochRecord
+from rampart.defenses.adversarial_training import AdversarialTrainer, OverfitCheck, _RunState
+from rampart.defenses.training.history import EpochRecord, TrainingHistory
 from rampart.defenses.training.methods import (
     FastFGSMTraining,
     NoiseFGSMTraining,
@@ -116,13 +116,15 @@ def test_fast_fgsm_rolls_back_to_the_best_epoch_when_robustness_collapses(splits
     def on_epoch(record):
         snapshots[record.epoch] = {k: v.clone() for k, v in trainer.net.state_dict().items()}
         if record.epoch == 2:
-            method.sabotage = True  # epoch 3 collapses
+            method.sabotage = True  # epochs 3 and 4 collapse
 
     trainer.on_epoch = on_epoch
     net, history = trainer.fit(*splits["train"], *splits["val"])
     assert trainer.overfit is not None  # on by default for fast-fgsm
-    assert len(history.epochs) == 3 and history.stop_reason == "catastrophic-overfitting"
-    collapsed = history.epochs[-1]
+    assert len(history.epochs) == 4 and history.stop_reason == "catastrophic-overfitting"
+    suspect, collapsed = history.epochs[2:]
+    assert suspect.overfit_suspect and not suspect.rolled_back and not suspect.best
+    assert "possible catastrophic overfitting (1 of 2 epochs)" in suspect.note
     assert collapsed.rolled_back and "restored epoch 2" in collapsed.note
     assert collapsed.robust_accuracy < history.epochs[1].robust_accuracy - 0.2
     assert history.final_epoch == history.best_epoch == 2
@@ -145,6 +147,33 @@ def test_fast_fgsm_healthy_run_keeps_training_and_the_gap_rule():
     assert check.verdict(record(0.80, 0.85), best_robust=None) is None
     assert "fell from 82.0%" in check.verdict(record(0.55, 0.6), best_robust=0.82)
     assert "FGSM accuracy 90.0%" in check.verdict(record(0.35, 0.9), best_robust=0.4)
+
+
+def test_a_one_epoch_dip_is_suspected_but_training_goes_on():
+    # With a one-cycle learning rate, PGD accuracy can dip for an epoch and recover; only a
+    # collapse that persists for `overfit_patience` epochs rolls back.
+    def run(robust_series):
+        trainer = AdversarialTrainer(_fresh(), THREAT, "fast-fgsm", epochs=len(robust_series))
+        state = _RunState(TrainingHistory())
+        for epoch, robust in enumerate(robust_series):
+            record = EpochRecord(epoch=epoch + 1, eps=0.1, lr=0.1, train_loss=1.0,
+                                 train_accuracy=0.5, robust_accuracy=robust,
+                                 fgsm_accuracy=robust + 0.1)
+            trainer._decide(epoch, record, state, trainer.net)
+            state.history.epochs.append(record)
+            if state.stop:
+                break
+        return state
+
+    recovered = run([0.36, 0.02, 0.43, 0.70])
+    assert not recovered.stop and recovered.history.stop_reason == "completed"
+    assert [r.overfit_suspect for r in recovered.history.epochs] == [False, True, False, False]
+    assert recovered.best_epoch == 4
+    collapsed = run([0.36, 0.02, 0.01, 0.70])
+    assert collapsed.stop and collapsed.history.stop_reason == "catastrophic-overfitting"
+    assert len(collapsed.history.epochs) == 3 and collapsed.history.final_epoch == 1
+    with pytest.raises(ConfigError, match="overfit_patience"):
+        AdversarialTrainer(_fresh(), THREAT, overfit_patience=0)
 
 
 def test_fast_fgsm_trains_without_false_alarms(splits):
@@ -208,6 +237,42 @@ def test_eps_curriculum_grows_as_scheduled(splits):
                                         *splits["small"])
     assert history.series("eps") == pytest.approx([0.06, 0.08, 0.1])
     assert history.series("robust_accuracy") == [None] * 3 and history.notes
+
+
+def test_one_cycle_rises_to_the_peak_at_two_fifths_and_returns_to_zero():
+    rates = [learning_rate(0.2, "one-cycle", t, 10) for t in (0, 2, 4, 7, 10)]
+    assert rates == pytest.approx([0.0, 0.1, 0.2, 0.1, 0.0])
+    with pytest.raises(ConfigError, match="one-cycle"):
+        learning_rate(0.1, "triangle", 1, 10)
+
+
+def test_one_cycle_sets_the_rate_every_batch_and_clipping_bounds_each_step(splits):
+    x, y = splits["small"]
+    seen_rates, step_sizes = [], []
+    net = _fresh()
+
+    class Recording(torch.optim.SGD):
+        def step(self, closure=None):
+            seen_rates.append(self.param_groups[0]["lr"])
+            grads = [p.grad for p in net.parameters() if p.grad is not None]
+            step_sizes.append(float(torch.linalg.vector_norm(
+                torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+            return super().step(closure)
+
+    trainer = AdversarialTrainer(net, THREAT, "fast-fgsm", epochs=2, batch_size=100, lr=0.5,
+                                 optimizer="sgd", lr_schedule="one-cycle", grad_clip=0.01,
+                                 overfit_check=False)
+    trainer._make_optimizer = lambda bare: Recording(bare.parameters(), lr=0.5, momentum=0.9)
+    _, history = trainer.fit(x, y)
+    # 3 batches an epoch, each at the schedule's value in the middle of the batch
+    expected = [learning_rate(0.5, "one-cycle", e + (i + 0.5) / 3, 2)
+                for e in range(2) for i in range(3)]
+    assert seen_rates == pytest.approx(expected)
+    assert len(set(seen_rates)) == 6
+    assert max(step_sizes) <= 0.01 + 1e-6
+    assert history.settings["grad_clip"] == 0.01
+    with pytest.raises(ConfigError, match="grad_clip"):
+        AdversarialTrainer(_fresh(), THREAT, grad_clip=0)
 
 
 def test_early_stopping_stops_when_robust_accuracy_stalls(splits):

@@ -99,7 +99,7 @@ def run_train_command(config: TrainConfig, progress: Any = None, fresh: bool = F
         net, config.threat, config.method, epochs=config.epochs,
         batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
         momentum=config.momentum, weight_decay=config.weight_decay,
-        lr_schedule=config.lr_schedule, steps=config.attack.steps,
+        lr_schedule=config.lr_schedule, grad_clip=config.grad_clip, steps=config.attack.steps,
         rel_step_size=config.attack.rel_step_size, fgsm_step=config.attack.fgsm_step,
         trades_beta=config.trades_beta, adv_fraction=config.adv_fraction,
         ramp_epochs=config.curriculum.ramp_epochs, eps_start=config.curriculum.start,
@@ -109,7 +109,8 @@ def run_train_command(config: TrainConfig, progress: Any = None, fresh: bool = F
         patience=config.early_stopping.patience, min_delta=config.early_stopping.min_delta,
         restore_best=config.early_stopping.restore_best,
         overfit_check=config.overfitting.check, overfit_drop=config.overfitting.drop,
-        overfit_gap=config.overfitting.gap, checkpoint_dir=out_dir / CHECKPOINT_DIR,
+        overfit_gap=config.overfitting.gap,
+        overfit_patience=config.overfitting.patience, checkpoint_dir=out_dir / CHECKPOINT_DIR,
         resume=not fresh, seed=config.seed, bounds=config.bounds, mean=config.mean,
         std=config.std, device=device, on_epoch=on_epoch, on_batch=on_batch,
     )

@@ -93,6 +93,7 @@ class OverfitSettings(BaseModel):
     check: bool | None = None
     drop: float = Field(0.2, gt=0, le=1)
     gap: float = Field(0.5, gt=0, le=1)
+    patience: int = Field(2, ge=1)
 
 
 class TrainOutputs(BaseModel):
@@ -128,7 +129,8 @@ class TrainConfig(BaseModel):
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     momentum: float = Field(0.9, ge=0)
     weight_decay: float = Field(0.0, ge=0)
-    lr_schedule: Literal["cosine", "step", "constant"] = "cosine"
+    lr_schedule: Literal["cosine", "step", "constant", "one-cycle"] = "cosine"
+    grad_clip: float | None = Field(None, gt=0)
     attack: AttackSettings = Field(default_factory=AttackSettings)
     trades_beta: float = Field(6.0, ge=0)
     adv_fraction: float = Field(1.0, ge=0, le=1)

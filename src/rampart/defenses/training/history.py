@@ -31,6 +31,7 @@ class EpochRecord:
     validation_seconds: float = 0.0
     best: bool = False
     rolled_back: bool = False
+    overfit_suspect: bool = False  # the overfitting check flagged it (see OverfitCheck)
     note: str | None = None
 
     @classmethod
