@@ -124,13 +124,14 @@ def test_certified_radius_never_exceeds_the_exact_radius_of_a_linear_model():
     assert np.all(distance[far] - result.radii[far] < 0.06)
 
 
-def test_results_are_seeded_and_do_not_depend_on_the_batch_size():
+@pytest.mark.parametrize("noise", ["shared", "independent"])
+def test_results_are_seeded_and_do_not_depend_on_the_batch_size(noise):
     x = torch.rand(3, 5) * 0.2 + 0.4
     base = FairCoin()
 
     def run(batch_size: int, seed: int = 0):
         smoothed = SmoothedClassifier(base, 0.1, batch_size=batch_size, seed=seed,
-                                      noise_block=64)
+                                      noise_block=64, noise=noise)
         return smoothed.certify(x, n0=100, n=1000).top_counts, smoothed.predict(x, n=300)
 
     counts, preds = run(1000)
@@ -140,9 +141,48 @@ def test_results_are_seeded_and_do_not_depend_on_the_batch_size():
         assert torch.equal(other_preds, preds)
     assert not np.array_equal(run(1000, seed=1)[0], counts)
     # a slice with its offset gets the noise it gets inside the whole
-    sliced = SmoothedClassifier(base, 0.1, batch_size=100, noise_block=64).certify(
+    sliced = SmoothedClassifier(base, 0.1, batch_size=100, noise_block=64, noise=noise).certify(
         x[1:], n0=100, n=1000, offset=1)
     np.testing.assert_array_equal(sliced.top_counts, counts[1:])
+
+
+class NoiseRecorder(nn.Module):
+    """Keeps every noisy row it sees (class 0 always)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(2))
+        self.rows: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows.append(x.detach().clone())
+        return torch.zeros(x.shape[0], 2) + self.bias
+
+
+@pytest.mark.parametrize("batch_size", [37, 1000])
+def test_shared_noise_is_the_same_for_every_input_and_independent_noise_is_not(batch_size):
+    x = torch.tensor([0.2, 0.5, 0.8]).repeat_interleave(8).view(3, 8)
+    noise = {}
+    for mode in ("shared", "independent"):
+        recorder = NoiseRecorder()
+        model = rampart.Classifier(recorder, bounds=(0, 1), num_classes=2)
+        SmoothedClassifier(model, 0.02, batch_size=batch_size, noise_block=50,
+                           noise=mode).counts(x, 120)
+        rows = torch.cat(recorder.rows)
+        assert rows.shape == (3 * 120, 8)
+        # each input's noisy copies, in copy order, from the rows nearest to it (noise of
+        # norm ~0.06 against inputs 0.85 apart)
+        owner = torch.cdist(rows, x).argmin(dim=1)
+        per_input = [(rows[owner == i] - x[i]) for i in range(3)]
+        assert all(p.shape == (120, 8) for p in per_input)
+        assert all(abs(float(p.std()) - 0.02) < 0.004 for p in per_input)
+        noise[mode] = per_input
+    shared, independent = noise["shared"], noise["independent"]
+    assert torch.allclose(shared[0], shared[1], atol=1e-6)
+    assert torch.allclose(shared[0], shared[2], atol=1e-6)
+    assert not torch.allclose(independent[0], independent[1], atol=1e-3)
+    with pytest.raises(ConfigError, match="noise must be one of"):
+        SmoothedClassifier(NoiseRecorder(), 0.1, noise="antithetic")
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
@@ -232,6 +272,7 @@ def test_certify_command_writes_reports_and_prints_json(weights_file, tmp_path):
     assert printed["summary"]["n_samples"] == 20
     assert 0.5 < printed["summary"]["smoothed_accuracy"] <= 1.0
     assert printed["settings"]["seed"] == 3 and "samples" not in printed
+    assert printed["settings"]["noise"] == "shared"
     curve = [p["certified_accuracy"] for p in printed["curve"]]
     assert curve[0] == printed["summary"]["smoothed_accuracy"] and curve == sorted(curve)[::-1]
     doc = read_json(tmp_path / "report.json", "certify", 1)
@@ -253,6 +294,7 @@ def test_certify_command_prints_a_table(weights_file, tmp_path):
     (["--alpha", "1.5"], "--alpha must be strictly between"),
     (["--n", "0"], "--n must be at least 1"),
     (["--n0", "0"], "--n0 must be at least 1"),
+    (["--noise", "fresh"], "--noise must be one of shared, independent"),
     (["--model", "rampart.zoo:mnist_cnn"], "model failed"),
 ])
 def test_certify_command_bad_input_exits_2(weights_file, tmp_path, extra, fragment):

@@ -119,7 +119,7 @@ def certify_audited(model: Any, dataset: Any, settings: CertifySettings, seed: i
 
     n = min(settings.samples, len(dataset))
     smoothed = SmoothedClassifier(model, settings.sigma, batch_size=settings.batch_size,
-                                  seed=seed)
+                                  seed=seed, noise=settings.noise)
     return smoothed.certify(dataset.x[:n], dataset.y[:n], n0=settings.n0, n=settings.n,
                             alpha=settings.alpha)
 

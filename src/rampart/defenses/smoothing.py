@@ -14,7 +14,9 @@ probability at least ``p`` the answer cannot change within the l2 radius
 
 Each answer is wrong with probability at most ``alpha``. Noisy copies of several inputs
 travel through the model together in batches of ``batch_size``; votes are counted on the
-device with ``bincount``. See ``noise.py`` for why the batch size never changes a result.
+device with ``bincount``. By default all inputs share the same seeded noise blocks (each
+certificate keeps its guarantee; see ``noise.py``, which also says why the batch size never
+changes a result).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from torch import nn
 
 from rampart.defenses.bounds import binomial_two_sided_p, certified_radius, clopper_pearson_lower
 from rampart.defenses.certified import CertifyResult
-from rampart.defenses.noise import DEFAULT_BLOCK, NoiseStream
+from rampart.defenses.noise import DEFAULT_BLOCK, NOISE_MODES, NoiseStream
 from rampart.errors import ConfigError, InputError
 from rampart.models import ArrayLike, Classifier
 
@@ -47,6 +49,11 @@ class SmoothedClassifier:
         seed: seeds all noise; the same seed gives the same answers on the same device.
         noise_block: noisy copies per seeded block of noise (see ``noise.py``); changing it
             changes the noise, changing ``batch_size`` does not.
+        noise: ``shared`` (default): every input gets the same seeded noise blocks, drawn
+            once and reused, which makes certification almost as fast as the bare forward
+            passes; each input's certificate keeps its guarantee. ``independent``: noise
+            seeded per input too, so different inputs' estimates are independent (slower:
+            drawing the noise is then a visible share of the cost). See ``noise.py``.
     """
 
     def __init__(
@@ -56,6 +63,7 @@ class SmoothedClassifier:
         batch_size: int = 1_000,
         seed: int = 0,
         noise_block: int = DEFAULT_BLOCK,
+        noise: str = "shared",
     ) -> None:
         if isinstance(model, nn.Module):
             model = Classifier(model, bounds=(0.0, 1.0))
@@ -69,11 +77,14 @@ class SmoothedClassifier:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}.")
         if noise_block < 1:
             raise ConfigError(f"noise_block must be at least 1, got {noise_block}.")
+        if noise not in NOISE_MODES:
+            raise ConfigError(f"noise must be one of {', '.join(NOISE_MODES)}, got {noise!r}.")
         self.model = model
         self.sigma = float(sigma)
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.noise_block = int(noise_block)
+        self.noise = noise
 
     # ------------------------------------------------------------------ Cohen's algorithms
     def predict(self, x: ArrayLike, n: int = 100_000, alpha: float = 0.001,
@@ -81,8 +92,9 @@ class SmoothedClassifier:
         """PREDICT: the smoothed class of each input, or ``-1`` (abstain) when the top class
         does not beat the runner-up in a two-sided binomial test at level ``alpha``.
 
-        ``offset`` is the index of ``x[0]`` in a larger dataset (it seeds the noise), so
-        predicting a slice gives the answers the whole would. Returns NumPy for NumPy input.
+        ``offset`` is the index of ``x[0]`` in a larger dataset (it seeds ``independent``
+        noise), so predicting a slice gives the answers the whole would. Returns NumPy for
+        NumPy input.
         """
         _check_counts(n=n)
         _check_alpha(alpha)
@@ -113,7 +125,7 @@ class SmoothedClassifier:
             n0: noisy samples that choose the class.
             n: fresh noisy samples that bound its probability.
             alpha: each certificate is wrong with probability at most ``alpha``.
-            offset: index of ``x[0]`` in a larger dataset (it seeds the noise).
+            offset: index of ``x[0]`` in a larger dataset (it seeds ``independent`` noise).
             on_rows: progress hook, called with the rows of each evaluated batch.
         """
         _check_counts(n0=n0, n=n)
@@ -137,7 +149,8 @@ class SmoothedClassifier:
             sigma=self.sigma, n0=int(n0), n=int(n), alpha=float(alpha),
             num_classes=self.model.num_classes,
             settings={"seed": self.seed, "batch_size": self.batch_size,
-                      "noise_block": self.noise_block, "offset": int(offset),
+                      "noise_block": self.noise_block, "noise": self.noise,
+                      "offset": int(offset),
                       "device": str(self.model.device)},
             seconds=seconds, forward_passes=int(tensor.shape[0]) * (int(n0) + int(n)),
         )
@@ -150,20 +163,19 @@ class SmoothedClassifier:
         k = self.model.num_classes
         counts = torch.zeros((x.shape[0], k), dtype=torch.long, device=x.device)
         stream = NoiseStream(x, copies, self.sigma, self.seed, phase, self.batch_size,
-                             self.noise_block, offset)
+                             self.noise_block, offset, self.noise)
+        flat = counts.view(-1)
         with torch.inference_mode(), self.model.attacking():
             for batch, segments in stream:
                 votes = self.model.logits(batch).argmax(dim=1)
-                first, last = segments[0].local, segments[-1].local
-                if first == last:
-                    counts[first] += torch.bincount(votes, minlength=k)
-                else:
+                if len(segments) == 1:
+                    counts[segments[0].local] += torch.bincount(votes, minlength=k)
+                else:  # rows of several inputs (in shared mode not always in input order)
                     lengths = torch.tensor([s.stop - s.start for s in segments],
                                            device=x.device)
-                    owner = torch.repeat_interleave(
-                        torch.arange(len(segments), device=x.device), lengths)
-                    tally = torch.bincount(owner * k + votes, minlength=len(segments) * k)
-                    counts[first:last + 1] += tally.view(len(segments), k)
+                    owners = torch.tensor([s.local for s in segments], device=x.device)
+                    owner = torch.repeat_interleave(owners, lengths)
+                    flat.index_add_(0, owner * k + votes, torch.ones_like(votes))
                 if on_rows is not None:
                     on_rows(batch.shape[0])
         return counts.cpu().numpy()

@@ -62,6 +62,7 @@ class CertifySettings(BaseModel):
     n: int = Field(100_000, ge=1)
     alpha: float = Field(0.001, gt=0, lt=1)
     batch_size: int = Field(1_000, ge=1)
+    noise: Literal["shared", "independent"] = "shared"  # see rampart.defenses.noise
 
 
 class SurrogateConfig(BaseModel):
