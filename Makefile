@@ -19,12 +19,14 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 
-# The audit tests render HTML in headless Chromium and use a real PostgreSQL server; both
-# come from Debian's packages and are installed when missing (never failing the build: the
-# tests that need them then skip with a visible reason).
+# The audit tests render HTML in headless Chromium and use a real PostgreSQL server, and the
+# text tests read WordNet (wordnet-base); all come from Debian's packages and are installed
+# when missing (never failing the build: the tests that need them then skip with a visible
+# reason).
 test: lint
 	@.ci/ensure-chromium
 	@.ci/ensure-postgres
+	@.ci/ensure-wordnet
 	$(PY) -m pytest -q
 
 # Peers we compare against are optional extras, never runtime dependencies.

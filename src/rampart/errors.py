@@ -53,3 +53,7 @@ class PartialResultError(TargetError):
         self.result = result
         self.done = done
         self.total = total
+
+
+class TextInputError(InputError):
+    """Texts given to a text model are empty, not strings, or bytes that are not UTF-8."""

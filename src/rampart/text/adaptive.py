@@ -1,0 +1,116 @@
+"""Evaluating the sanitiser honestly: naive versus adaptive attacks.
+
+The naive view crafts adversarial texts on the bare model and then asks whether they still
+fool the sanitised model (Unicode tricks are undone, so they rarely do). The adaptive view
+attacks the sanitised model itself, as an attacker who knows the defence would: Unicode
+attacks then find nothing, but typos and synonyms still work. Reporting only the naive
+number overstates the defence; ``adaptive_evaluation`` reports both, plus the detector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rampart.text.attack import WordAttack, check_labels
+from rampart.text.classifier import TextClassifier, check_texts
+from rampart.text.detector import SanitiserDetector, Unflagged, evaluate_text_detector
+from rampart.text.sanitize import SanitisedClassifier, Sanitiser
+
+
+@dataclass
+class AdaptiveRow:
+    """One attack against the bare model, the sanitiser (naive and adaptive) and the detector.
+
+    Rates are over texts both the bare and the sanitised model classify correctly.
+    ``bare``: success against the undefended model. ``naive``: adversarial texts crafted on
+    the bare model that still fool the sanitised model. ``adaptive``: success of the attack
+    run against the sanitised model. ``detected``: share of the bare attack's successful
+    texts the detector flags. ``evasive``: success of the attack run on the bare model with
+    a constraint that the detector must not flag the text.
+    """
+
+    attack: str
+    attacked: int
+    bare: float
+    naive: float
+    adaptive: float
+    detected: float | None
+    evasive: float
+    bare_queries: float
+    adaptive_queries: float
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(vars(self))
+
+
+def adaptive_evaluation(
+    model: TextClassifier,
+    attacks: Sequence[WordAttack],
+    texts: Sequence[str],
+    labels: object,
+    sanitiser: Sanitiser | None = None,
+) -> tuple[list[AdaptiveRow], dict[str, object]]:
+    """Run each attack naively and adaptively against ``SanitisedClassifier(model)``.
+
+    Returns one ``AdaptiveRow`` per attack and the detector's false-positive rate on the
+    clean texts (``{"clean_fpr": ..., "clean": n}``).
+    """
+    sanitiser = sanitiser or Sanitiser()
+    texts = check_texts(texts)
+    y = check_labels(labels, len(texts), model.num_classes)
+    defended = SanitisedClassifier(model, sanitiser)
+    detector = SanitiserDetector(sanitiser)
+    keep = (model.predict(texts) == y) & (defended.predict(texts) == y)
+    idx = [i for i in range(len(texts)) if keep[i]]
+    sub, y_sub = [texts[i] for i in idx], y[idx]
+    clean_report = evaluate_text_detector(detector, texts, [])
+    rows = []
+    for attack in attacks:
+        n = len(sub)
+        if n == 0:
+            rows.append(AdaptiveRow(attack.name, 0, 0.0, 0.0, 0.0, None, 0.0, 0.0, 0.0))
+            continue
+        bare = attack(model, sub, y_sub)
+        fooled = [a for a, s in zip(bare.adversarial, bare.success.tolist(), strict=True) if s]
+        naive = 0.0
+        detected = None
+        if fooled:
+            still = defended.predict(fooled) != y_sub[bare.success]
+            naive = float(still.sum()) / n
+            detected = float(detector.flag(fooled).float().mean())
+        adaptive = attack(defended, sub, y_sub)
+        evasive_attack = WordAttack(
+            attack.transformation, [*attack.constraints, Unflagged(detector)],
+            search=attack.search, max_queries=attack.max_queries, seed=attack.seed,
+            name=attack.name,
+        )
+        evasive = evasive_attack(model, sub, y_sub)
+        rows.append(AdaptiveRow(
+            attack=attack.name, attacked=n,
+            bare=float(bare.success.float().mean()), naive=naive,
+            adaptive=float(adaptive.success.float().mean()), detected=detected,
+            evasive=float(evasive.success.float().mean()),
+            bare_queries=float(bare.queries.float().mean()),
+            adaptive_queries=float(adaptive.queries.float().mean()),
+        ))
+    return rows, {"clean": clean_report.clean, "clean_fpr": clean_report.fpr}
+
+
+def adaptive_table(rows: Sequence[AdaptiveRow]) -> str:
+    """The rows as a Markdown table."""
+    lines = [
+        "| attack | attacked | bare | naive (bare -> sanitised) | adaptive | detected | "
+        "evades detector |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        det = "-" if r.detected is None else f"{r.detected:.0%}"
+        lines.append(
+            f"| {r.attack} | {r.attacked} | {r.bare:.0%} | {r.naive:.0%} | {r.adaptive:.0%} | "
+            f"{det} | {r.evasive:.0%} |"
+        )
+    return "\n".join(lines)
+
+
+__all__ = ["AdaptiveRow", "adaptive_evaluation", "adaptive_table"]
