@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,6 +155,11 @@ def test_demo_writes_results(tmp_path):
     assert rows["linf@0.1"]["after"] == results["hardened_audit"]["robust_accuracy"]["linf@0.1"]
     page = (tmp_path / "demo" / "index.html").read_text()
     assert 'data-testid="section-comparison"' in page and "after hardening" in page
+    # the tabular step: an attack that ignores the schema looks stronger than it is
+    tabular = results["tabular"]
+    assert tabular["robust_unconstrained"] <= tabular["robust_constrained"] <= 1.0
+    assert tabular["invalid_share"] > 0.5 and Path(tabular["report"]).is_file()
+    assert "tabular" in res.stdout.lower()
 
 
 def test_console_script_runs_without_traceback(user_files):

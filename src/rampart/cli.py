@@ -23,6 +23,8 @@ from rampart import __version__, cli_target
 from rampart.cli_certify import certify
 from rampart.cli_extract import extract
 from rampart.cli_history import history
+from rampart.cli_tabular import tabular_audit_command
+from rampart.cli_text import attack_text
 from rampart.cli_train import train
 from rampart.errors import ConfigError, RampartError
 
@@ -582,6 +584,13 @@ def demo(
         after = results["hardened_audit"]
         out.print(f"5. Re-audit of the hardened model, with the comparison: {after['report']} "
                   "(open it in a browser)", highlight=False)
+        if "tabular" in results:
+            tab = results["tabular"]
+            out.print(f"6. Tabular (credit fraud, MLP, eps {tab['eps']:g}): robust accuracy "
+                      f"{100 * tab['robust_constrained']:.1f}% under the feature constraints vs "
+                      f"{100 * tab['robust_unconstrained']:.1f}% for an attack that ignores them "
+                      f"({100 * tab['invalid_share']:.0f}% of its adversarials are invalid). "
+                      f"Report: {tab['report']}", highlight=False)
         out.print(f"Results: {out_dir / 'results.json'}; weights: {results['weights']} and "
                   f"{hard['weights']}", highlight=False)
         out.print("Try the CLI on the models you just trained:")
@@ -597,6 +606,8 @@ app.command("certify")(certify)
 app.command("extract")(extract)
 app.command("history")(history)
 app.command("train")(train)
+app.command("tabular-audit")(tabular_audit_command)
+app.command("attack-text")(attack_text)
 
 
 def main() -> None:
