@@ -509,7 +509,7 @@ def demo(
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
-    """Train a small CNN on the bundled digits, attack and audit it, harden it, re-audit it."""
+    """Train, attack, audit, harden and re-audit a digits CNN; then audit a tabular model."""
     with _user_errors():
         from rampart.demo import DemoHooks, run_demo
 

@@ -241,10 +241,10 @@ def attack_text(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
-    """Attack a text classifier with typos, invisible characters, homoglyphs, bidi tricks and
-    synonyms; print success rate, queries and modification rate per attack.
+    """Attack a text classifier (typos, invisible characters, homoglyphs, bidi, synonyms).
 
-    Writes index.html, report.json and summary.md to --out. Exits 0, or 2 on a usage error.
+    Prints success rate, queries and modification rate per attack. Writes index.html,
+    report.json and summary.md to --out. Exits 0, or 2 on a usage error.
     """
     from rampart.cli import _progress, _user_errors, out
 

@@ -101,7 +101,15 @@ class TabularAuditReport(SavedReport):
         page.section("violations", "Constraints broken by the unconstrained attack").table(
             self._violation_rows())
         page.section("schema", "Schema").key_values(
-            {k: ", ".join(map(str, v)) if isinstance(v, list) else str(v)
-             for k, v in self.schema_summary.items()})
+            {k: _shown(v) for k, v in self.schema_summary.items()})
         page.environment(seed=self.seed)
         return page.render()
+
+
+def _shown(value: Any) -> str:
+    """A schema summary value as text: lists joined, counts as "6 real, 5 integer"."""
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    if isinstance(value, dict):
+        return ", ".join(f"{n} {kind}" for kind, n in value.items())
+    return str(value)
