@@ -23,6 +23,8 @@ from rampart import __version__, cli_target
 from rampart.cli_certify import certify
 from rampart.cli_extract import extract
 from rampart.cli_history import history
+from rampart.cli_keys import keys_app
+from rampart.cli_serve import serve
 from rampart.cli_tabular import tabular_audit_command
 from rampart.cli_text import attack_text
 from rampart.cli_train import train
@@ -608,6 +610,8 @@ app.command("history")(history)
 app.command("train")(train)
 app.command("tabular-audit")(tabular_audit_command)
 app.command("attack-text")(attack_text)
+app.command("serve")(serve)
+app.add_typer(keys_app, name="keys")
 
 
 def main() -> None:
