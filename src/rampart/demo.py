@@ -1,7 +1,7 @@
 """The end-to-end demo on bundled data: train, attack, audit, harden, re-audit.
 
 It needs nothing but the installed package (scikit-learn ships the 8x8 digits) and runs
-in a few minutes on two CPU cores. It follows the workflow a team would:
+in under ten minutes on two CPU cores. It follows the workflow a team would:
 
 1. train a small CNN and attack it with FGSM and PGD at several budgets;
 2. audit it (the standard suite with gradient-masking diagnostics): ``before/``;
