@@ -29,7 +29,6 @@ import math
 import os
 import re
 import secrets
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from rampart.errors import ConfigError
+from rampart.evaluate.atomic import write_bytes_atomic
 
 try:  # advisory file locks; POSIX only (elsewhere the in-process lock still applies)
     import fcntl
@@ -245,29 +245,12 @@ class KeyStore:
 
 
 def write_private_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically with mode 0600 from the first byte.
-
-    Like ``rampart.evaluate.atomic.write_text_atomic`` (which leaves reports world-readable,
-    0644); here the file is never readable by others, not even for a moment.
-    """
-    path = Path(path)
+    """Write ``text`` to ``path`` atomically with mode 0600 from the first byte (reports,
+    written by the same helper, are 0644)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise KeyStoreError(f"cannot write {path}: {exc.strerror or exc}; choose a folder you "
-                            "can write to.") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:  # mkstemp creates the file with mode 0600
-            fh.write(text.encode("utf-8"))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+        return write_bytes_atomic(path, text.encode("utf-8"), mode=0o600)
+    except ConfigError as exc:
+        raise KeyStoreError(str(exc)) from None
 
 
 def _digest(salt: bytes, secret: str) -> str:
