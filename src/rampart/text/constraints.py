@@ -130,7 +130,8 @@ def levenshtein(a: str, b: str, limit: int | None = None) -> int:
         if limit is not None and min(current) > limit:
             return limit + 1
         previous = current
-    return previous[-1]
+    # every row stayed within the limit somewhere, yet the final distance may exceed it
+    return previous[-1] if limit is None else min(previous[-1], limit + 1)
 
 
 class MaxEditDistance(TextConstraint):
