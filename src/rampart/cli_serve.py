@@ -11,12 +11,8 @@ import logging
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from rampart.errors import ConfigError, RampartError
-
-err = Console(stderr=True)
+from rampart.errors import ConfigError
 
 
 def serve(
@@ -26,17 +22,20 @@ def serve(
                                     "server.host)."),
     port: int | None = typer.Option(None, "--port", help="Port (overrides server.port)."),
 ) -> None:
-    """Serve a model behind the guard: keys, limits, validation, preprocessing, detectors,
-    drift and an audit log. SIGTERM drains in-flight requests; SIGHUP reloads the weights."""
-    try:
-        from rampart.serve.app import create_app
-        from rampart.serve.config import load_guard_config
-        from rampart.serve.server import GuardServer
-    except ImportError as exc:
-        err.print(f"[bold red]error:[/] rampart serve needs the serve extra "
-                  f"(pip install 'rampart[serve]'): {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from None
-    try:
+    """Serve a model behind the guard: keys, limits, detectors, drift, an audit log.
+
+    SIGTERM drains in-flight requests; SIGHUP reloads the weights.
+    """
+    from rampart.cli import _user_errors
+
+    with _user_errors():
+        try:
+            from rampart.serve.app import create_app
+            from rampart.serve.config import load_guard_config
+            from rampart.serve.server import GuardServer
+        except ImportError as exc:
+            raise ConfigError(f"rampart serve needs the serve extra (pip install "
+                              f"'rampart[serve]'): {exc}") from None
         settings = load_guard_config(config)
         if port is not None and not 0 <= port <= 65535:
             raise ConfigError(f"--port must be 0-65535, got {port}.")
@@ -46,7 +45,4 @@ def serve(
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s "
                             "%(message)s")
         app = create_app(settings)
-    except RampartError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
     GuardServer(app, settings).run()
