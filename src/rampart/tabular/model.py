@@ -11,9 +11,11 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rampart.models import Classifier
+from rampart.train import fit
 
 OPEN_BOUNDS = (-math.inf, math.inf)  # tabular rows have per-feature bounds, in the schema
 
@@ -46,11 +48,12 @@ def train_mlp(
     hidden: Sequence[int] = (64, 64),
     epochs: int = 60,
     batch_size: int = 128,
-    lr: float = 3e-3,
+    lr: float = 1e-2,
     seed: int = 0,
 ) -> TabularMLP:
-    """Fit a ``TabularMLP`` with Adam and class-balanced cross-entropy; returns it in eval
-    mode. The standardisation statistics come from ``x``."""
+    """Fit a ``TabularMLP`` with ``rampart.train.fit`` (Adam, cosine schedule) and
+    class-balanced cross-entropy; returns it in eval mode. The standardisation statistics
+    come from ``x``."""
     torch.manual_seed(seed)
     k = int(num_classes or int(y.max()) + 1)
     net = TabularMLP(x.shape[1], k, hidden)
@@ -58,17 +61,13 @@ def train_mlp(
     net.mean.copy_(x.mean(dim=0))
     net.std.copy_(torch.where(std > 0, std, torch.ones_like(std)))
     counts = torch.bincount(y, minlength=k).float().clamp_min(1)
-    loss_fn = nn.CrossEntropyLoss(weight=counts.sum() / (k * counts))
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    net.train()
-    for _ in range(epochs):
-        order = torch.randperm(x.shape[0], generator=gen)
-        for idx in order.split(batch_size):
-            opt.zero_grad()
-            loss_fn(net(x[idx]), y[idx]).backward()
-            opt.step()
-    return net.eval()
+    weight = counts.sum() / (k * counts)
+
+    def balanced(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, targets, weight=weight)
+
+    fit(net, x, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, loss_fn=balanced)
+    return net
 
 
 def tabular_classifier(net: nn.Module, num_classes: int, batch_size: int = 1024) -> Classifier:
