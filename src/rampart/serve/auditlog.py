@@ -2,14 +2,16 @@
 PostgreSQL by URL) without ever slowing or failing a prediction.
 
 ``record()`` only appends to a bounded in-memory queue; one background thread writes batches,
-one transaction each. When the database is down the writer keeps its batch, reports
-``db_up=False`` with the error, and retries with exponential backoff; nothing is dropped and
-order is kept. When the queue would overflow, its oldest entries are appended (fsync'd) to a
-JSONL spill file, which is written to the database before anything newer; ``close()`` with the
-database still down spills whatever is left, and the next ``AuditLog`` on the same spill file
-replays it. Every entry carries a uuid and inserts skip ids already stored, so a batch retried
-after an ambiguous failure (committed, then the connection dropped) or a replayed spill file
-never duplicates a row.
+one transaction each. The writer lets entries gather for up to ``flush_interval`` seconds (or
+until ``batch_size`` are queued) before it writes, so a busy service pays for one commit per
+interval instead of one per request; ``flush()`` and ``close()`` cut the wait short. When the
+database is down the writer keeps its batch, reports ``db_up=False`` with the error, and
+retries with exponential backoff; nothing is dropped and order is kept. When the queue would
+overflow, its oldest entries are appended (fsync'd) to a JSONL spill file, which is written to
+the database before anything newer; ``close()`` with the database still down spills whatever
+is left, and the next ``AuditLog`` on the same spill file replays it. Every entry carries a
+uuid and inserts skip ids already stored, so a batch retried after an ambiguous failure
+(committed, then the connection dropped) or a replayed spill file never duplicates a row.
 
 Order of what is pending, oldest first: the writer's batch in flight, the spill file (from the
 offset already written), the in-memory queue.
@@ -53,16 +55,19 @@ class AuditLog:
     ``url`` is a SQLite path or URL, or ``postgresql+psycopg://USER:PASSWORD@HOST/DB``.
     ``buffer_limit`` bounds the entries held in memory; beyond it they spill to ``spill_path``
     (default: next to a SQLite file as ``<file>.spill.jsonl``, else ``guard-audit.spill.jsonl``
-    in the working folder). ``retry_seconds`` is the first wait after a database failure; it
-    doubles up to ``max_retry_seconds``. ``engine`` replaces ``url`` with a ready SQLAlchemy
-    engine (custom pools, tests). A malformed URL or missing driver is a ConfigError here; a
-    database that is merely down is not (the log starts buffering and says so in ``stats()``).
+    in the working folder). ``flush_interval`` is the longest an entry waits in memory before
+    the writer takes it (0: write at once). ``retry_seconds`` is the first wait after a database
+    failure; it doubles up to ``max_retry_seconds``. ``engine`` replaces ``url`` with a ready
+    SQLAlchemy engine (custom pools, tests). A malformed URL or missing driver is a ConfigError
+    here; a database that is merely down is not (the log starts buffering and says so in
+    ``stats()``).
     """
 
     def __init__(self, url: str = "sqlite:///guard-audit.db", *, buffer_limit: int = 100_000,
                  spill_path: str | Path | None = None, retry_seconds: float = 1.0,
                  max_retry_seconds: float = 30.0, batch_size: int = 500,
-                 connect_timeout: int = 5, engine: Engine | None = None) -> None:
+                 flush_interval: float = 0.1, connect_timeout: int = 5,
+                 engine: Engine | None = None) -> None:
         if isinstance(buffer_limit, bool) or not isinstance(buffer_limit, int) or buffer_limit < 1:
             raise ConfigError(f"audit_log buffer_limit must be a whole number >= 1, "
                               f"got {buffer_limit!r}.")
@@ -72,6 +77,9 @@ class AuditLog:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"audit_log batch_size must be a whole number >= 1, "
                               f"got {batch_size!r}.")
+        if not 0 <= flush_interval < float("inf"):
+            raise ConfigError(f"audit_log flush_interval must be a number of seconds >= 0, "
+                              f"got {flush_interval!r}.")
         if engine is None:
             try:
                 resolved = resolve_url(url)
@@ -88,6 +96,7 @@ class AuditLog:
         self.spill_path = Path(spill_path).expanduser() if spill_path else default_spill
         self.buffer_limit = buffer_limit
         self.batch_size = batch_size
+        self.flush_interval = float(flush_interval)
         self.retry_seconds = float(retry_seconds)
         self.max_retry_seconds = float(max_retry_seconds)
 
@@ -100,6 +109,7 @@ class AuditLog:
         self._stopping = False
         self._closing = False
         self._closed = False
+        self._urgent = 0                           # flush() callers waiting: no lingering
         self._table_ready = False
         self._counts = {"recorded": 0, "written": 0, "spilled": 0, "replayed": 0,
                         "write_errors": 0, "spill_errors": 0, "corrupt_spill_lines": 0}
@@ -127,7 +137,8 @@ class AuditLog:
                 self._queue.append(item)
                 if len(self._queue) >= self.buffer_limit:
                     self._spill_queue()
-                self._cond.notify_all()
+                if len(self._queue) in (1, self.batch_size):  # the writer waits for these
+                    self._cond.notify_all()
         except Exception:  # noqa: BLE001 - a log failure must never fail a prediction
             log.exception("audit log: could not queue an entry")
 
@@ -136,13 +147,17 @@ class AuditLog:
         database; True when it is (False while the database is down)."""
         deadline = time.monotonic() + timeout
         with self._cond:
+            self._urgent += 1
             self._cond.notify_all()
-            while self._pending() and self._writer.is_alive():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(min(left, 0.5))
-            return not self._pending()
+            try:
+                while self._pending() and self._writer.is_alive():
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._cond.wait(min(left, 0.5))
+                return not self._pending()
+            finally:
+                self._urgent -= 1
 
     def stats(self) -> dict[str, Any]:
         """Counters for ``/metrics`` and ``/readyz``: ``pending`` (not yet in the database),
@@ -220,6 +235,7 @@ class AuditLog:
                     self._cond.wait()
                 if self._closed or (self._stopping and not self._pending()):
                     return
+                self._linger()
                 try:
                     if not self._batch:
                         self._take_batch()
@@ -252,6 +268,19 @@ class AuditLog:
                 if self._closed:
                     return
                 self._written(batch)
+
+    def _linger(self) -> None:
+        """Let a partial batch of new entries grow for up to ``flush_interval`` seconds
+        (lock held); nothing waits when a batch is in flight, the spill file has entries, a
+        flush is asked for, or the log is closing."""
+        deadline = time.monotonic() + self.flush_interval
+        while (not self._batch and not self._spilled and self._table_ready
+               and 0 < len(self._queue) < self.batch_size
+               and not (self._urgent or self._closing or self._stopping)):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._cond.wait(left)
 
     def _back_off(self, delay: float) -> bool:
         """Wait ``delay`` seconds before retrying (lock held); new records do not cut it short,

@@ -184,6 +184,7 @@ class AuditLogSettings(BaseModel):
     url: str = "sqlite:///guard-audit.db"
     spill_path: str | None = None
     buffer_limit: int = Field(100_000, ge=1)
+    flush_interval: float = Field(0.1, ge=0, le=10)  # seconds entries gather before a write
 
 
 class ServerSettings(BaseModel):

@@ -68,7 +68,8 @@ class GuardService:
         self.drift = _drift_monitor(config)
         settings = config.audit_log
         self.audit = audit_log or AuditLog(settings.url, buffer_limit=settings.buffer_limit,
-                                           spill_path=settings.spill_path)
+                                           spill_path=settings.spill_path,
+                                           flush_interval=settings.flush_interval)
         self.metrics = GuardMetrics()
         self.metrics.model_version.set(self.model.version)
         self.pool = InferencePool(config.server.inference_threads, config.server.queue_size)
