@@ -198,6 +198,18 @@ def test_a_failing_model_gives_500_without_internals(client, digits, marker):
     assert client.post("/v1/predict", json=inputs(digits[0][:3])).status_code == 200
 
 
+def test_a_failing_model_spends_no_query_budget(guard, digits):
+    x = digits[0][:3].clone()
+    x[0, 0, 0, 0] = BOOM
+    key, key_id = new_key(guard.config, "unlucky", query_budget=3)
+    with guard.client(key) as c:
+        for _ in range(3):  # each took the whole budget before the model raised
+            assert c.post("/v1/predict", json=inputs(x)).status_code == 500
+        assert guard.guard.limits.usage(key_id)["used"] == 0
+        assert c.post("/v1/predict", json=inputs(digits[0][:3])).status_code == 200
+        assert c.post("/v1/predict", json=inputs(digits[0][:1])).status_code == 429
+
+
 def test_flag_policy_answers_and_marks_flagged_inputs(client, digits):
     body = client.post("/v1/predict", json=inputs(digits[0][:4])).json()
     assert all(p["flags"] == ["squeeze"] and p["label"] is not None and not p["rejected"]

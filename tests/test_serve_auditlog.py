@@ -6,6 +6,7 @@ limits."""
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -168,6 +169,24 @@ def test_latest_entries_and_reopening(tmp_path):
         assert again.flush(WAIT)
         assert [r["request_id"] for r in again.entries(limit=2)] == ["r4", "r5"]
         assert again.count() == 6
+
+
+def test_an_in_memory_log_is_one_database_for_every_thread(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    log = AuditLog("sqlite:///:memory:", spill_path=tmp_path / "spill.jsonl", batch_size=4,
+                   flush_interval=0)
+    counts = []
+    for i in range(40):
+        log.record(entry(i))
+        if i % 8 == 7:
+            counts.append(log.count())  # read here while the writer thread writes
+    assert log.flush(WAIT)
+    assert [r["request_id"] for r in log.entries()] == [f"r{i}" for i in range(40)]
+    assert counts == sorted(counts) and log.count() == 40
+    log.close()
+    assert log.stats()["written"] == 40 and not (tmp_path / "spill.jsonl").exists()
+    assert "same thread" not in caplog.text
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def test_many_threads_record_each_entry_exactly_once_in_their_order(tmp_path):

@@ -26,6 +26,7 @@ from rampart.cli import app  # noqa: E402
 from rampart.errors import ConfigError, ModelLoadError  # noqa: E402
 from rampart.loading import save_weights  # noqa: E402
 from rampart.serve.app import create_app  # noqa: E402
+from rampart.serve.auditlog import AuditLog  # noqa: E402
 from rampart.serve.config import load_guard_config  # noqa: E402
 from rampart.serve.keys import KeyStore  # noqa: E402
 from rampart.zoo import small_cnn  # noqa: E402
@@ -91,6 +92,25 @@ def test_serve_command_reports_a_bad_config_in_one_line(tmp_path):
     assert "no guard config at" in result.output and "Traceback" not in result.output
 
 
+def test_more_than_one_worker_is_refused_with_the_reason_in_one_line(tmp_path, monkeypatch):
+    from rampart.serve.server import GuardServer
+
+    monkeypatch.setattr(GuardServer, "run", lambda self: None)  # never serve, even if wrong
+    path = write_yaml(tmp_path / "guard.yaml", {
+        "model": {"spec": "rampart.zoo:digits_cnn", "input_shape": [1, 8, 8]},
+        "server": {"workers": 4}})
+    result = CliRunner().invoke(app, ["serve", "--config", str(path)])
+    assert result.exit_code == 2
+    line = next(x for x in result.output.splitlines() if "server.workers" in x)
+    for words in ("one process", "rate limits, query budgets, monitors and audit buffer",
+                  "one guard per host/port behind a load balancer", "its own key budgets",
+                  "leave workers at 1, got 4"):
+        assert words in line
+    assert load_guard_config(write_yaml(path, {
+        "model": {"spec": "rampart.zoo:digits_cnn", "input_shape": [1, 8, 8]},
+        "server": {"workers": 1}})).server.workers == 1
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -142,6 +162,10 @@ def test_serve_process_answers_reloads_on_sighup_and_drains_on_sigterm(tmp_path,
     output = (tmp_path / "serve.log").read_text()
     assert "model reloaded: version 2" in output
     assert "Application shutdown complete" in output  # the lifespan shutdown ran: log flushed
+    with AuditLog(f"sqlite:///{tmp_path / 'audit.db'}") as audit:  # the signal is audited
+        reloads = [r for r in audit.entries() if r["decision"] == "reload"]
+    assert [(r["key_id"], r["status_code"], r["model_version"], r["detail"]) for r in reloads] \
+        == [(None, 200, "2", {"via": "sighup", "outcome": "ok"})]
 
 
 def test_rates_read_like_the_keys_command_and_budgets_survive_a_restart(tmp_path, trained_net,

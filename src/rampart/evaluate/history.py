@@ -39,6 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+from sqlalchemy.pool import StaticPool
 
 from rampart import __version__
 from rampart.errors import ConfigError, InputError
@@ -439,12 +440,16 @@ def _sqlite_url(path: Path, base: URL | None = None) -> URL:
 
 def _create_engine(url: URL, connect_timeout: int) -> Engine:
     connect_args: dict[str, Any] = {}
+    options: dict[str, Any] = {}
     if url.get_backend_name() == "sqlite":
         connect_args["timeout"] = 30  # seconds to wait for another writer's lock
+        if url.database in (None, "", ":memory:"):  # one database, seen from every thread
+            connect_args["check_same_thread"] = False
+            options["poolclass"] = StaticPool
     elif "connect_timeout" not in url.query:
         connect_args["connect_timeout"] = connect_timeout
     try:
-        return create_engine(url, connect_args=connect_args)
+        return create_engine(url, connect_args=connect_args, **options)
     except (NoSuchModuleError, ImportError) as exc:
         if url.get_backend_name() == "postgresql":
             raise ConfigError(

@@ -98,17 +98,10 @@ def create_app(config: GuardConfig, service: GuardService | None = None) -> Fast
 
     @app.get("/v1/report")
     async def report(request: Request) -> Response:
-        refused = guard.authorized(presented_key(request))
-        if refused is not None:
-            return _json(refused)
-        status, body = guard.report.summary()
-        return JSONResponse(body, status_code=status)
+        return _json(await guard.read_report(presented_key(request)))
 
     @app.post("/v1/admin/reload")
     async def reload(request: Request) -> Response:
-        refused = guard.authorized(presented_key(request), admin=True)
-        if refused is not None:
-            return _json(refused)
-        return _json(await guard.reload())
+        return _json(await guard.admin_reload(presented_key(request)))
 
     return app

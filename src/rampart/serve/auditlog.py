@@ -26,11 +26,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import StaticPool
 
 from rampart.errors import ConfigError
 from rampart.evaluate.history import _brief, _create_engine, resolve_url, sqlite_file
@@ -58,9 +60,10 @@ class AuditLog:
     in the working folder). ``flush_interval`` is the longest an entry waits in memory before
     the writer takes it (0: write at once). ``retry_seconds`` is the first wait after a database
     failure; it doubles up to ``max_retry_seconds``. ``engine`` replaces ``url`` with a ready
-    SQLAlchemy engine (custom pools, tests). A malformed URL or missing driver is a ConfigError
-    here; a database that is merely down is not (the log starts buffering and says so in
-    ``stats()``).
+    SQLAlchemy engine (custom pools, tests). ``sqlite:///:memory:`` keeps the log in memory,
+    one database for every thread, until ``close()`` (trials and tests). A malformed URL or
+    missing driver is a ConfigError here; a database that is merely down is not (the log
+    starts buffering and says so in ``stats()``).
     """
 
     def __init__(self, url: str = "sqlite:///guard-audit.db", *, buffer_limit: int = 100_000,
@@ -93,6 +96,9 @@ class AuditLog:
             self.location = engine.url.render_as_string(hide_password=True)
             default_spill = DEFAULT_SPILL
         self._insert = insert_ignoring_duplicates(self._engine.dialect.name)
+        # an in-memory SQLite database is one connection every thread shares: take turns
+        self._db_lock: AbstractContextManager[Any] = (
+            threading.Lock() if isinstance(self._engine.pool, StaticPool) else nullcontext())
         self.spill_path = Path(spill_path).expanduser() if spill_path else default_spill
         self.buffer_limit = buffer_limit
         self.batch_size = batch_size
@@ -201,9 +207,10 @@ class AuditLog:
         if limit:
             query = query.limit(limit)
         try:
-            Base.metadata.create_all(self._engine)
-            with self._engine.connect() as conn:
-                rows = [from_row(row) for row in conn.execute(query)]
+            with self._db_lock:
+                Base.metadata.create_all(self._engine)
+                with self._engine.connect() as conn:
+                    rows = [from_row(row) for row in conn.execute(query)]
         except Exception as exc:  # noqa: BLE001
             raise ConfigError(f"could not read the audit log {self.location} ({_brief(exc)}).") \
                 from None
@@ -212,9 +219,10 @@ class AuditLog:
     def count(self) -> int:
         """How many decisions the database holds."""
         try:
-            Base.metadata.create_all(self._engine)
-            with self._engine.connect() as conn:
-                return int(conn.scalar(select(func.count()).select_from(DecisionRow)))
+            with self._db_lock:
+                Base.metadata.create_all(self._engine)
+                with self._engine.connect() as conn:
+                    return int(conn.scalar(select(func.count()).select_from(DecisionRow)))
         except Exception as exc:  # noqa: BLE001
             raise ConfigError(f"could not read the audit log {self.location} ({_brief(exc)}).") \
                 from None
@@ -262,6 +270,7 @@ class AuditLog:
                         return
                 delay = min(delay * 2, self.max_retry_seconds)
                 self._engine.dispose()  # reconnect from scratch next time
+                self._table_ready = False  # and check the table again (a restored database)
                 continue
             delay = self.retry_seconds
             with self._cond:
@@ -315,13 +324,14 @@ class AuditLog:
         self._cond.notify_all()
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
-        if not self._table_ready:
-            Base.metadata.create_all(self._engine)
-            self._table_ready = True
-        if not batch:
-            return
-        with self._engine.begin() as conn:
-            conn.execute(self._insert, [to_row_values(item) for item in batch])
+        with self._db_lock:
+            if not self._table_ready:
+                Base.metadata.create_all(self._engine)
+                self._table_ready = True
+            if not batch:
+                return
+            with self._engine.begin() as conn:
+                conn.execute(self._insert, [to_row_values(item) for item in batch])
 
     def _take_batch(self) -> None:
         """Move the oldest pending entries into the batch in flight (lock held)."""

@@ -34,6 +34,10 @@ server: {host: 127.0.0.1, port: 8000}
 """
 
 _STRICT = ConfigDict(extra="forbid")
+SINGLE_PROCESS = ("the guard serves from one process: its rate limits, query budgets, monitors "
+                  "and audit buffer live in that process's memory, so run one guard per "
+                  "host/port behind a load balancer, each with its own key budgets, or leave "
+                  "workers at 1")
 PREPROCESSORS = ("bit-depth", "median", "gaussian-noise", "jpeg")
 
 
@@ -162,6 +166,7 @@ class ExtractionSettings(BaseModel):
     delta: float = Field(0.9, gt=0, lt=1)
     min_queries: int = Field(100, ge=10)
     action: Literal["flag", "block"] = "flag"
+    state_path: str | None = None  # keeps every key's history and flag across restarts
 
 
 class DriftSettings(BaseModel):
@@ -194,11 +199,18 @@ class ServerSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    workers: Literal[1] = 1
+    workers: int = 1
     inference_threads: int = Field(2, ge=1, le=64)
     queue_size: int = Field(64, ge=1)
     request_timeout: float = Field(30.0, gt=0)
     shutdown_timeout: float = Field(30.0, gt=0)
+
+    @field_validator("workers")
+    @classmethod
+    def _one_process(cls, workers: int) -> int:
+        if workers != 1:
+            raise ValueError(f"{SINGLE_PROCESS}, got {workers}")
+        return workers
 
 
 class GuardConfig(BaseModel):
@@ -269,6 +281,9 @@ def resolve_paths(config: GuardConfig, folder: Path) -> GuardConfig:
     if config.drift is not None:
         update["drift"] = config.drift.model_copy(
             update={"reference": absolute(config.drift.reference)})
+    if config.extraction is not None:
+        update["extraction"] = config.extraction.model_copy(
+            update={"state_path": absolute(config.extraction.state_path)})
     return config.model_copy(update=update)
 
 

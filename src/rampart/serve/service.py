@@ -2,7 +2,9 @@
 record. ``rampart.serve.app`` maps it onto FastAPI routes.
 
 Every decision (answered, rejected, error) goes to the audit log with the request id, the
-key id (never the key), the inputs' count, labels, flags, status and latency. Errors a client
+key id (never the key), the inputs' count, labels, flags, status and latency; so do the
+operator's actions (decision ``reload`` or ``report``, refused ones included). A request that
+is not answered (503, 504, 500) gives back the rate tokens and budget it took. Errors a client
 can cause get a message that says what to fix; anything else gets a generic message with the
 request id, and the details stay in the server's log.
 """
@@ -28,10 +30,11 @@ from rampart.errors import RampartError
 from rampart.serve.answers import answers
 from rampart.serve.auditlog import AuditLog
 from rampart.serve.config import GuardConfig
+from rampart.serve.extraction_state import SAVE_SECONDS, PeriodicSaver, open_extraction_guard
 from rampart.serve.guarded import BatchResult, GuardedModel, load_guarded_model
 from rampart.serve.inputs import RequestError, parse_batch
 from rampart.serve.keys import KeyRecord, KeyStore
-from rampart.serve.limits import ClientLimits, ExtractionGuard
+from rampart.serve.limits import ClientLimits
 from rampart.serve.metrics import GuardMetrics
 from rampart.serve.pool import InferencePool, QueueFull
 from rampart.serve.report import ReportReader
@@ -63,7 +66,7 @@ class GuardService:
                                    config.keys.query_budget,
                                    state_path=None if usage is None else Path(usage))
         ext = config.extraction
-        self.extraction = (ExtractionGuard(ext.delta, ext.min_queries, ext.action)
+        self.extraction = (open_extraction_guard(ext)
                            if ext is not None and ext.enabled else None)
         self.drift = _drift_monitor(config)
         settings = config.audit_log
@@ -78,6 +81,11 @@ class GuardService:
         self._reload_lock: asyncio.Lock | None = None
         self._closed = False
         self._failed_monitors: set[str] = set()
+        self._extraction_saver: PeriodicSaver | None = None
+        if self.extraction is not None and ext is not None and ext.state_path is not None:
+            guard, state = self.extraction, ext.state_path
+            self._extraction_saver = PeriodicSaver(lambda: guard.save(state), SAVE_SECONDS,
+                                                   "extraction monitor state")
 
     # ------------------------------------------------------------------ predictions
     async def predict(self, presented: str | None, read: Callable[[], Awaitable[bytes]],
@@ -129,8 +137,8 @@ class GuardService:
                 x = await asyncio.to_thread(parse_batch, body, content_type, self.config)
         except RequestError as exc:
             return self._refuse(entry, exc.status, exc.reason, str(exc))
-        entry["n_inputs"] = int(x.shape[0])
-        decision = self.limits.check(key, int(x.shape[0]))
+        n = entry["n_inputs"] = int(x.shape[0])
+        decision = self.limits.check(key, n)
         if not decision.allowed:
             self.metrics.rate_limited.inc()
             headers = {}
@@ -141,13 +149,16 @@ class GuardService:
         try:
             result, extraction = await self.pool.run(self._infer, model, key, x,
                                                      timeout=self.config.server.request_timeout)
-        except QueueFull:
-            return self._refuse(entry, 503, "queue full", "the service is at capacity; retry "
-                                "in a moment.", {"Retry-After": "1"})
-        except TimeoutError:
-            return self._refuse(entry, 504, "timeout", "the model took too long to answer; "
-                                "retry with fewer inputs.")
-        return self._answer(entry, model, result, extraction)
+            return self._answer(entry, model, result, extraction)
+        except BaseException as exc:
+            self.limits.refund(key, n)  # not answered (503, 504 or 500): not charged
+            if isinstance(exc, QueueFull):
+                return self._refuse(entry, 503, "queue full", "the service is at capacity; "
+                                    "retry in a moment.", {"Retry-After": "1"})
+            if isinstance(exc, TimeoutError):
+                return self._refuse(entry, 504, "timeout", "the model took too long to "
+                                    "answer; retry with fewer inputs.")
+            raise
 
     def _infer(self, model: GuardedModel, key: KeyRecord,
                x: torch.Tensor) -> tuple[BatchResult, dict[str, Any] | None]:
@@ -157,6 +168,8 @@ class GuardService:
         if self.extraction is not None:
             try:
                 extraction = self.extraction.observe(key.key_id, x, result.labels)
+                if self._extraction_saver is not None:
+                    self._extraction_saver.touch()
             except Exception:  # noqa: BLE001 - a monitor's failure must not fail the answer
                 self._monitor_failed("extraction")
         if self.drift is not None:
@@ -204,16 +217,54 @@ class GuardService:
         entry["detail"] = reason
         return Reply(status, {"error": message}, dict(headers or {}))
 
-    # ------------------------------------------------------------------ keys for other routes
-    def authorized(self, presented: str | None, admin: bool = False) -> Reply | None:
-        """None when ``presented`` is a valid key (an admin key if ``admin``); else the reply."""
+    # ------------------------------------------------------------------ operator actions
+    async def admin_reload(self, presented: str | None) -> Reply:
+        """``POST /v1/admin/reload``: an admin key reloads the model; audited, refused or not."""
+        return await self._operate("reload", presented, self.reload, admin=True)
+
+    async def read_report(self, presented: str | None) -> Reply:
+        """``GET /v1/report``: any valid key reads the audit summary; audited, refused or not."""
+        async def summary() -> Reply:
+            status, body = self.report.summary()
+            return Reply(status, body)
+
+        return await self._operate("report", presented, summary)
+
+    async def _operate(self, action: str, presented: str | None,
+                       run: Callable[[], Awaitable[Reply]], admin: bool = False) -> Reply:
+        started = time.perf_counter()
         key = self.keys.authenticate(presented)
+        refused = self._refusal(key, admin)
+        reply = refused if refused is not None else await run()
+        self._record_operation(action, None if key is None else key.key_id, "api", reply,
+                               started, refused=refused is not None)
+        return reply
+
+    def _refusal(self, key: KeyRecord | None, admin: bool) -> Reply | None:
+        """None when ``key`` may go on (an admin key if ``admin``); else the 401 or 403."""
         if key is None:
             return Reply(401, {"error": "a valid API key is required."},
                          {"WWW-Authenticate": "Bearer"})
         if admin and key.key_id not in self.config.keys.admin_key_ids:
             return Reply(403, {"error": "this key may not administer the service."})
         return None
+
+    def _record_operation(self, action: str, key_id: str | None, via: str, reply: Reply,
+                          started: float, refused: bool = False) -> None:
+        """An operator action in the audit log: ``decision`` is the action, ``detail`` says
+        how it came (api, sighup), its outcome (ok, failed, refused) and any error."""
+        request_id = uuid.uuid4().hex
+        reply.headers["X-Request-ID"] = request_id
+        detail: dict[str, Any] = {
+            "via": via, "outcome": "refused" if refused else "ok" if reply.status < 400
+            else "failed"}
+        if reply.status >= 400:
+            detail["error"] = reply.body.get("error")
+        self.audit.record({"request_id": request_id, "key_id": key_id, "n_inputs": None,
+                           "time": datetime.now(UTC).isoformat(), "decision": action,
+                           "status_code": reply.status, "detail": detail,
+                           "latency_ms": 1000.0 * (time.perf_counter() - started),
+                           "model_version": self.model.version})
 
     # ------------------------------------------------------------------ operations
     async def reload(self) -> Reply:
@@ -250,8 +301,14 @@ class GuardService:
         loop = asyncio.get_running_loop()
         self._tasks: set[asyncio.Task[Reply]] = set()
 
+        async def reload_on_signal() -> Reply:
+            started = time.perf_counter()
+            reply = await self.reload()
+            self._record_operation("reload", None, "sighup", reply, started)
+            return reply
+
         def on_hup() -> None:
-            task = loop.create_task(self.reload())
+            task = loop.create_task(reload_on_signal())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -281,6 +338,8 @@ class GuardService:
         self.draining = True
         self.pool.close()
         self.limits.close()
+        if self._extraction_saver is not None:
+            self._extraction_saver.close()
         if self.drift is not None:
             self.drift.close()
         # a database that is down will not come back within the shutdown: spill at once
