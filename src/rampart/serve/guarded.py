@@ -56,6 +56,10 @@ class GuardedModel:
     loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     _detector_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def __post_init__(self) -> None:
+        # frozen for good, so these never change; Classifier looks them up at every call
+        self._device, self._dtype = self.classifier.device, self.classifier.dtype
+
     @property
     def num_classes(self) -> int:
         return self.classifier.num_classes
@@ -69,7 +73,7 @@ class GuardedModel:
         pass, and two concurrent passes would read each other's activations.
         """
         model = self.classifier
-        x = x.to(device=model.device, dtype=model.dtype)
+        x = x.to(device=self._device, dtype=self._dtype)
         n = x.shape[0]
         flags: list[list[str]] = [[] for _ in range(n)]
         rejected = [False] * n

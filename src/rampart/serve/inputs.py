@@ -43,10 +43,11 @@ def parse_batch(body: bytes, content_type: str | None, config: GuardConfig) -> t
                            f"{limits.max_request_bytes}. Send fewer inputs per request.",
                            "too large")
     kind = (content_type or "application/json").split(";")[0].strip().lower()
+    dtype = np.float64 if config.model.dtype == "float64" else np.float32
     if kind in NPY_TYPES:
-        array = _from_npy(body)
+        array = _from_npy(body, dtype)
     elif kind == "application/json" or kind.endswith("+json"):
-        array = _from_json(body)
+        array = _from_json(body, dtype)
     else:
         raise RequestError(415, f"unsupported Content-Type {kind!r}; send application/json "
                            "({\"inputs\": [...]}) or application/x-npy (a .npy file).",
@@ -72,18 +73,18 @@ def check_batch(array: np.ndarray, config: GuardConfig) -> torch.Tensor:
         raise RequestError(422, f"each input must have shape {list(shape)} (or be a flat row of "
                            f"{size} numbers); got a batch shaped {list(array.shape)}.")
     if not np.isfinite(array).all():
-        raise RequestError(422, "the inputs contain NaN or infinite values; send finite "
-                           "numbers only.")
+        raise RequestError(422, "the inputs contain NaN, infinite or out-of-range values; "
+                           "send finite numbers within the model's bounds.")
     lo, hi = config.model.bounds
     low, high = float(array.min()), float(array.max())
     if low < lo - 1e-6 or high > hi + 1e-6:
         raise RequestError(422, f"input values must lie in [{lo:g}, {hi:g}]; got values from "
                            f"{low:.4g} to {high:.4g}. Scale the inputs as the model expects.")
     dtype = torch.float64 if config.model.dtype == "float64" else torch.float32
-    return torch.from_numpy(np.ascontiguousarray(array)).to(dtype)
+    return torch.from_numpy(np.ascontiguousarray(array)).to(dtype)  # a no-op when parsed so
 
 
-def _from_json(body: bytes) -> np.ndarray:
+def _from_json(body: bytes, dtype: type[np.floating]) -> np.ndarray:
     try:
         data: Any = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
@@ -93,14 +94,15 @@ def _from_json(body: bytes) -> np.ndarray:
         raise RequestError(400, "the JSON body must be an object with an \"inputs\" list: "
                            "{\"inputs\": [[...], ...]}.", "malformed")
     try:
-        array = np.asarray(data["inputs"], dtype=np.float64)
+        with np.errstate(over="ignore"):  # numbers beyond the dtype become inf: refused below
+            array = np.asarray(data["inputs"], dtype=dtype)  # in the model's dtype at once
     except (TypeError, ValueError, OverflowError):
         raise RequestError(400, "\"inputs\" must be a rectangular list of numbers (every input "
                            "the same shape, no strings or nulls).", "malformed") from None
     return array
 
 
-def _from_npy(body: bytes) -> np.ndarray:
+def _from_npy(body: bytes, dtype: type[np.floating]) -> np.ndarray:
     if not body.startswith(_NPY_MAGIC):
         raise RequestError(400, "the body is not a .npy file (it must start with the NumPy "
                            "magic bytes); write it with numpy.save.", "malformed")
@@ -116,4 +118,5 @@ def _from_npy(body: bytes) -> np.ndarray:
         kind = getattr(array, "dtype", type(array).__name__)
         raise RequestError(422, f"the .npy array must hold real numbers (float or integer), "
                            f"got {kind}.")
-    return array.astype(np.float64, copy=False)
+    with np.errstate(over="ignore"):
+        return array.astype(dtype, copy=False)
