@@ -10,6 +10,7 @@ import logging
 import time
 
 import pytest
+import torch
 import yaml
 
 pytest.importorskip("fastapi")
@@ -133,3 +134,18 @@ def test_a_failing_save_is_logged_once_and_retried(caplog):
     assert saver.close() and len(calls) == 3
     assert saver.save_now() and len(calls) == 3  # saved: nothing more to write
     assert caplog.text.count("could not save the test state") == 1
+
+
+def test_the_config_sets_how_often_a_keys_stream_is_tested():
+    stream = torch.rand(120, 16, generator=torch.Generator().manual_seed(3))
+    counts = {}
+    for every in (1, 50):
+        guard = open_extraction_guard(ExtractionSettings(test_every=every, min_queries=10))
+        assert guard.summary()["settings"]["test_every"] == every
+        tested = []
+        for i in range(0, 120, 8):
+            status = guard.observe("client", stream[i:i + 8], torch.zeros(8, dtype=torch.long))
+            tested.append(status["statistic"])
+        counts[every] = len({s for s in tested if s is not None})
+    assert counts[1] > counts[50] >= 1  # every input vs every 50 inputs
+    assert ExtractionSettings().test_every == 50

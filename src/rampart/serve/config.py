@@ -165,6 +165,9 @@ class ExtractionSettings(BaseModel):
     enabled: bool = True
     delta: float = Field(0.9, gt=0, lt=1)
     min_queries: int = Field(100, ge=10)
+    # inputs between two Shapiro-Wilk tests of a key's stream: a flag comes at most this many
+    # inputs late, and each test costs about as much as a small model's forward pass
+    test_every: int = Field(50, ge=1)
     action: Literal["flag", "block"] = "flag"
     state_path: str | None = None  # keeps every key's history and flag across restarts
 

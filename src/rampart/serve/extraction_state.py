@@ -30,7 +30,8 @@ SAVE_SECONDS = 5.0
 def open_extraction_guard(settings: ExtractionSettings) -> ExtractionGuard:
     """The monitor ``settings`` describe, resumed from ``settings.state_path`` when that file
     exists; a damaged file raises the ``KeyStoreError`` of ``ExtractionGuard.load``."""
-    fresh = ExtractionGuard(settings.delta, settings.min_queries, settings.action)
+    fresh = ExtractionGuard(settings.delta, settings.min_queries, settings.action,
+                            test_every=settings.test_every)
     path = None if settings.state_path is None else Path(settings.state_path)
     if path is None or not path.exists():
         return fresh
