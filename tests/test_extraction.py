@@ -11,6 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 import rampart
+from extraction_support import synthetic_stream
 from rampart.cli import app
 from rampart.errors import ConfigError, InputError
 from rampart.evaluate import browser
@@ -222,17 +223,6 @@ def test_a_defended_victim_is_a_counted_black_box(trained_model, split):
 
 
 # ---------------------------------------------------------------------- PRADA monitor
-def _synthetic_stream(seeds: torch.Tensor, labels: torch.Tensor, total: int):
-    """Natural seeds, then generations of small signed steps around every earlier query (the
-    shape of Jacobian-based augmentation), each keeping its parent's label."""
-    g = torch.Generator().manual_seed(0)
-    xs, ys = seeds, labels
-    while xs.shape[0] < total:
-        step = 0.1 * torch.sign(torch.randn(xs.shape, generator=g))
-        xs, ys = torch.cat([xs, (xs + step).clamp(0, 1)]), torch.cat([ys, ys])
-    return xs[:total], ys[:total]
-
-
 def _feed(monitor: PradaMonitor, client: str, x: torch.Tensor, y: torch.Tensor, chunk: int):
     for i in range(0, x.shape[0], chunk):
         status = monitor.observe(client, x[i:i + chunk], y[i:i + chunk])
@@ -243,7 +233,7 @@ def test_prada_flags_a_synthetic_thief_but_not_a_benign_client(split):
     _, _, x_test, y_test = split
     monitor = PradaMonitor()
     benign = _feed(monitor, "alice", x_test, y_test, 7)
-    thief = _feed(monitor, "mallory", *_synthetic_stream(x_test[:40], y_test[:40], 400), 25)
+    thief = _feed(monitor, "mallory", *synthetic_stream(x_test[:40], y_test[:40], 400), 25)
     assert not benign.flagged and benign.statistic > monitor.delta
     assert benign.queries == x_test.shape[0] and benign.distances > 300
     assert thief.flagged and thief.flagged_at <= 200
@@ -254,7 +244,7 @@ def test_prada_flags_a_synthetic_thief_but_not_a_benign_client(split):
 
 def test_prada_state_round_trips_and_batching_does_not_matter(split):
     _, _, x_test, y_test = split
-    x, y = _synthetic_stream(x_test[:30], y_test[:30], 240)
+    x, y = synthetic_stream(x_test[:30], y_test[:30], 240)
     one = PradaMonitor(max_per_class=15)
     _feed(one, "c", x[:120], y[:120], 1)
     restored = PradaMonitor.from_state(json.loads(json.dumps(one.state())))

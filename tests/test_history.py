@@ -11,10 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -34,6 +32,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 import rampart
+from postgres_support import cannot_start, free_port, postgres_bin, server_user
 from rampart.cli_history import history
 from rampart.errors import ConfigError, InputError
 from rampart.evaluate import history as history_module
@@ -72,52 +71,20 @@ class PostgresServer:
         return self.url(name)
 
 
-def _postgres_bin() -> Path | None:
-    """The folder holding initdb and pg_ctl: from PATH, else Debian's newest version."""
-    found = shutil.which("initdb")
-    if found and (Path(found).resolve().parent / "pg_ctl").exists():
-        return Path(found).resolve().parent
-    versions = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "initdb").exists()]
-    versions.sort(key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else -1)
-    return versions[-1] if versions else None
-
-
-def _server_user() -> pwd.struct_passwd | None:
-    """Who runs the server: us, or, as root (which PostgreSQL refuses), an unprivileged user."""
-    if os.geteuid() != 0:
-        return pwd.getpwuid(os.geteuid())
-    for name in ("postgres", "nobody"):
-        with contextlib.suppress(KeyError):
-            return pwd.getpwnam(name)
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _cannot_start(reason: str) -> None:
-    if os.environ.get("RAMPART_REQUIRE_POSTGRES"):
-        pytest.fail(f"PostgreSQL required (RAMPART_REQUIRE_POSTGRES) but {reason}")
-    pytest.skip(f"PostgreSQL tests skipped: {reason}")
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """A real PostgreSQL server in a temporary folder, for this test session only."""
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        _cannot_start("psycopg is not installed (pip install 'rampart[postgres]').")
-    bin_dir = _postgres_bin()
+        cannot_start("psycopg is not installed (pip install 'rampart[postgres]').")
+    bin_dir = postgres_bin()
     if bin_dir is None:
-        _cannot_start("no initdb on PATH or in /usr/lib/postgresql/*/bin; run "
+        cannot_start("no initdb on PATH or in /usr/lib/postgresql/*/bin; run "
                       ".ci/ensure-postgres to install Debian's postgresql.")
-    user = _server_user()
+    user = server_user()
     if user is None:
-        _cannot_start("running as root and no unprivileged 'postgres' or 'nobody' user to run "
+        cannot_start("running as root and no unprivileged 'postgres' or 'nobody' user to run "
                       "the server as.")
     root = Path(tempfile.mkdtemp(prefix="rampart-pg-"))
     data = root / "data"
@@ -138,12 +105,12 @@ def postgres_server() -> Iterator[PostgresServer]:
         made = run(bin_dir / "initdb", "-D", data, "-U", "rampart", "--auth=trust",
                    "--encoding=UTF8", "--no-locale", "--no-sync", "--no-instructions")
         if made.returncode != 0:
-            _cannot_start(f"initdb failed: {(made.stderr or made.stdout).strip()[-500:]}")
+            cannot_start(f"initdb failed: {(made.stderr or made.stdout).strip()[-500:]}")
         with (data / "postgresql.conf").open("a") as conf:
             conf.write(f"\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{root}'\n"
                        "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
         for _ in range(3):  # a free port can be taken between finding and binding it
-            port = _free_port()
+            port = free_port()
             done = run(bin_dir / "pg_ctl", "-D", data, "-l", log, "-o", f"-p {port}", "-w",
                        "-t", "30", "start")
             if done.returncode == 0:
@@ -151,7 +118,7 @@ def postgres_server() -> Iterator[PostgresServer]:
                 break
         if not started:
             tail = log.read_text()[-500:] if log.exists() else done.stderr[-500:]
-            _cannot_start(f"pg_ctl could not start the server: {tail.strip()}")
+            cannot_start(f"pg_ctl could not start the server: {tail.strip()}")
         yield PostgresServer(port=port)
     finally:
         if started:
@@ -395,7 +362,7 @@ def test_unreadable_sqlite_file_and_folder(tmp_path):
 
 def test_unreachable_postgres_is_a_config_error_without_the_password():
     pytest.importorskip("psycopg")
-    url = f"postgresql://someone:s3cret@127.0.0.1:{_free_port()}/nothing"
+    url = f"postgresql://someone:s3cret@127.0.0.1:{free_port()}/nothing"
     with pytest.raises(ConfigError, match="server is running") as info:
         HistoryStore(url, connect_timeout=3)
     message = str(info.value)

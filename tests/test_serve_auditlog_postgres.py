@@ -19,10 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from rampart.serve.auditlog import AuditLog
-
 # the server helpers of the history tests: finding initdb, the user to run as, a free port
-from test_history import _cannot_start, _free_port, _postgres_bin, _server_user
+from postgres_support import cannot_start, free_port, postgres_bin, server_user
+from rampart.serve.auditlog import AuditLog
 
 WAIT = 60.0  # seconds: an upper bound for things that take well under one
 
@@ -72,14 +71,14 @@ def cluster() -> Iterator[Cluster]:
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        _cannot_start("psycopg is not installed (pip install 'rampart[postgres]').")
-    bin_dir = _postgres_bin()
+        cannot_start("psycopg is not installed (pip install 'rampart[postgres]').")
+    bin_dir = postgres_bin()
     if bin_dir is None:
-        _cannot_start("no initdb on PATH or in /usr/lib/postgresql/*/bin; run "
+        cannot_start("no initdb on PATH or in /usr/lib/postgresql/*/bin; run "
                       ".ci/ensure-postgres to install Debian's postgresql.")
-    user = _server_user()
+    user = server_user()
     if user is None:
-        _cannot_start("running as root and no unprivileged 'postgres' or 'nobody' user to run "
+        cannot_start("running as root and no unprivileged 'postgres' or 'nobody' user to run "
                       "the server as.")
     root = Path(tempfile.mkdtemp(prefix="rampart-auditlog-pg-"))
     as_user: dict = {}
@@ -97,18 +96,18 @@ def cluster() -> Iterator[Cluster]:
             cwd=root, env=env, capture_output=True, text=True, timeout=90, check=False,
             **as_user)
         if made.returncode != 0:
-            _cannot_start(f"initdb failed: {(made.stderr or made.stdout).strip()[-500:]}")
+            cannot_start(f"initdb failed: {(made.stderr or made.stdout).strip()[-500:]}")
         with (server.data / "postgresql.conf").open("a") as conf:
             conf.write(f"\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{root}'\n"
                        "fsync = off\nfull_page_writes = off\n")
         for _ in range(3):  # a free port can be taken between finding and binding it
-            server.port = _free_port()
+            server.port = free_port()
             if server.start():
                 started = True
                 break
         if not started:
             log = root / "server.log"
-            _cannot_start("pg_ctl could not start the server: "
+            cannot_start("pg_ctl could not start the server: "
                           f"{log.read_text()[-500:].strip() if log.exists() else ''}")
         yield server
     finally:

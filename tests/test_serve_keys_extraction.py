@@ -12,11 +12,11 @@ import threading
 import pytest
 import torch
 
+from extraction_support import synthetic_stream  # a thief: small steps around earlier queries
 from rampart.errors import ConfigError
 from rampart.serve.extraction_guard import ExtractionGuard
 from rampart.serve.keys import KeyStoreError
 from rampart.serve.limits import ExtractionGuard as ReExported
-from test_extraction import _synthetic_stream  # a thief: small steps around earlier queries
 from test_serve_keys_limits import run_racing
 
 
@@ -28,7 +28,7 @@ def _feed(guard: ExtractionGuard, key_id: str, x, y, chunk: int = 10) -> list[di
 @pytest.fixture(scope="module")
 def streams(split):
     _, _, x_test, y_test = split
-    return (x_test, y_test), _synthetic_stream(x_test[:5], y_test[:5], 300)
+    return (x_test, y_test), synthetic_stream(x_test[:5], y_test[:5], 300)
 
 
 def test_flag_marks_the_thief_and_not_natural_queries(streams):

@@ -19,12 +19,12 @@ pytest.importorskip("prometheus_client")
 
 from typer.testing import CliRunner  # noqa: E402
 
+from extraction_support import synthetic_stream  # noqa: E402  (a thief's query stream)
 from rampart.cli import app  # noqa: E402
 from rampart.serve.config import ExtractionSettings  # noqa: E402
 from rampart.serve.extraction_guard import ExtractionGuard  # noqa: E402
 from rampart.serve.extraction_state import PeriodicSaver, open_extraction_guard  # noqa: E402
 from serve_support import RunningGuard, guard_config, inputs, new_key, write_model  # noqa: E402
-from test_extraction import _synthetic_stream  # noqa: E402  (a thief's query stream)
 
 
 def persistent_config(folder, trained_net, **extraction):
@@ -42,7 +42,7 @@ def test_a_blocked_key_stays_blocked_and_counts_go_on_after_a_restart(tmp_path, 
     assert config.extraction.state_path == str(tmp_path / "prada.json")
     thief_key, thief = new_key(config, "mallory")
     alice_key, alice = new_key(config, "alice")
-    x_thief, _ = _synthetic_stream(x_test[:5], y_test[:5], 300)
+    x_thief, _ = synthetic_stream(x_test[:5], y_test[:5], 300)
     with RunningGuard(config) as guard:
         with guard.client(alice_key) as c:
             for i in range(0, 60, 10):

@@ -97,8 +97,11 @@ class ExtractionGuard:
         return write_private_atomic(path, json.dumps(data) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path, action: str | None = None) -> ExtractionGuard:
-        """The guard ``save`` wrote (``action`` overrides the saved one)."""
+    def load(cls, path: str | Path, action: str | None = None,
+             settings: dict[str, Any] | None = None) -> ExtractionGuard:
+        """The guard ``save`` wrote (``action`` overrides the saved one; ``settings``, the
+        monitor's settings as ``summary()["settings"]`` lists them, override the saved ones
+        while every key's history is kept)."""
         path = Path(path)
         fix = "delete it to start monitoring afresh."
         try:
@@ -113,8 +116,11 @@ class ExtractionGuard:
             raise KeyStoreError(f"{path} is not an extraction monitor state; {fix}")
         guard = cls(action=action or data.get("action", "flag"))
         try:
-            guard._monitor = PradaMonitor.from_state(data["monitor"])
-        except (InputError, KeyError, ConfigError) as exc:
+            state = data["monitor"]
+            if settings is not None:
+                state = {**state, "settings": dict(settings)}
+            guard._monitor = PradaMonitor.from_state(state)
+        except (InputError, KeyError, ConfigError, TypeError) as exc:
             raise KeyStoreError(f"the extraction monitor state {path} is damaged ({exc}); "
                                 f"{fix}") from None
         return guard

@@ -10,16 +10,13 @@ it. The config's ``delta`` and ``min_queries`` win over the settings saved with 
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from rampart.serve.config import ExtractionSettings
 from rampart.serve.extraction_guard import ExtractionGuard
-from rampart.serve.keys import write_private_atomic
 
 __all__ = ["SAVE_SECONDS", "PeriodicSaver", "open_extraction_guard"]
 
@@ -42,23 +39,10 @@ def open_extraction_guard(settings: ExtractionSettings) -> ExtractionGuard:
                             if saved.get(k) != v)
         log.warning("the extraction monitor state %s was saved with other settings; using "
                     "the config's (%s)", path, changed)
-        guard = _with_settings(path, wanted, settings.action)
+        guard = ExtractionGuard.load(path, action=settings.action, settings=wanted)
     log.info("extraction monitor resumed from %s (%d keys)", path,
              len(guard.summary()["clients"]))
     return guard
-
-
-def _with_settings(path: Path, settings: dict[str, Any], action: str) -> ExtractionGuard:
-    """The state in ``path`` loaded under other monitor ``settings`` (the file is kept as it
-    is until the next save)."""
-    data = json.loads(path.read_text(encoding="utf-8"))
-    data["monitor"]["settings"] = settings
-    patched = path.with_name(path.name + ".settings.tmp")
-    try:
-        write_private_atomic(patched, json.dumps(data) + "\n")
-        return ExtractionGuard.load(patched, action=action)
-    finally:
-        patched.unlink(missing_ok=True)
 
 
 class PeriodicSaver:
