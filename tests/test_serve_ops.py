@@ -107,6 +107,7 @@ def test_operator_actions_reach_the_audit_log(tmp_path, trained_net):
             replies = [a.post("/v1/admin/reload"), c.post("/v1/admin/reload"),
                        guard.post("/v1/admin/reload"), c.get("/v1/report")]
         assert [r.status_code for r in replies] == [200, 403, 401, 404]
+        metrics = guard.get("/metrics").text
         assert guard.guard.audit.flush(timeout=20)
         rows = {r["request_id"]: r for r in guard.guard.audit.entries()}
     got = [rows[r.headers["X-Request-ID"]] for r in replies]
@@ -119,6 +120,10 @@ def test_operator_actions_reach_the_audit_log(tmp_path, trained_net):
     assert all(r["detail"]["via"] == "api" and r["n_inputs"] is None for r in got)
     assert "administer" in got[1]["detail"]["error"]
     assert "no audit report is configured" in got[3]["detail"]["error"]
+    for action, outcome, count in (("reload", "ok", 1), ("reload", "refused", 2),
+                                   ("report", "failed", 1)):
+        assert (f'rampart_operator_actions_total{{action="{action}",outcome="{outcome}"}} '
+                f"{count}.0") in metrics
 
 
 def test_requests_in_flight_keep_the_old_model(tmp_path, trained_net, digits):

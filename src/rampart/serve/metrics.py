@@ -53,6 +53,9 @@ class GuardMetrics:
                                    "(1 at start, +1 per reload).", registry=r)
         self.reloads = Counter("rampart_model_reloads", "Model reloads, by outcome.",
                                ["outcome"], registry=r)
+        self.operator_actions = Counter("rampart_operator_actions", "Reloads and report "
+                                        "reads, by action and outcome (ok, failed, refused).",
+                                        ["action", "outcome"], registry=r)
         self.monitor_errors = Counter("rampart_monitor_errors", "Failures of the drift or "
                                       "extraction monitor (the answer still goes out).",
                                       ["monitor"], registry=r)

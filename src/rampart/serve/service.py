@@ -260,6 +260,7 @@ class GuardService:
             else "failed"}
         if reply.status >= 400:
             detail["error"] = reply.body.get("error")
+        self.metrics.operator_actions.labels(action, detail["outcome"]).inc()
         self.audit.record({"request_id": request_id, "key_id": key_id, "n_inputs": None,
                            "time": datetime.now(UTC).isoformat(), "decision": action,
                            "status_code": reply.status, "detail": detail,
