@@ -24,6 +24,7 @@ from rampart.cli import app  # noqa: E402
 from rampart.serve.config import ExtractionSettings  # noqa: E402
 from rampart.serve.extraction_guard import ExtractionGuard  # noqa: E402
 from rampart.serve.extraction_state import PeriodicSaver, open_extraction_guard  # noqa: E402
+from rampart.serve.keys import KeyStore  # noqa: E402
 from serve_support import RunningGuard, guard_config, inputs, new_key, write_model  # noqa: E402
 
 
@@ -149,3 +150,57 @@ def test_the_config_sets_how_often_a_keys_stream_is_tested():
         counts[every] = len({s for s in tested if s is not None})
     assert counts[1] > counts[50] >= 1  # every input vs every 50 inputs
     assert ExtractionSettings().test_every == 50
+
+
+def test_an_admin_sees_the_flagged_key_and_resets_a_false_alarm(tmp_path, trained_net, split):
+    _, _, x_test, y_test = split
+    write_model(tmp_path, trained_net)
+    admin_key, admin = KeyStore(tmp_path / "keys.json").create("admin")
+    config = guard_config(tmp_path, extraction={"action": "block", "min_queries": 20},
+                          keys={"store": "keys.json", "admin_key_ids": [admin.key_id]})
+    thief_key, thief = new_key(config, "mallory")
+    x_thief, _ = synthetic_stream(x_test[:5], y_test[:5], 300)
+    with RunningGuard(config) as guard:
+        with guard.client(thief_key) as c:
+            for i in range(0, x_thief.shape[0], 10):
+                if c.post("/v1/predict", json=inputs(x_thief[i:i + 10])).status_code == 403:
+                    break
+            assert c.post("/v1/predict", json=inputs(x_test[:1])).status_code == 403
+            assert c.get("/v1/admin/extraction").status_code == 403  # not an admin key
+        with guard.client(admin_key) as a:
+            summary = a.get("/v1/admin/extraction")
+            assert summary.status_code == 200
+            flagged = {s["client_id"]: s for s in summary.json()["clients"]}
+            assert flagged[thief]["blocked"] and flagged[thief]["queries"] >= 20
+            assert a.post("/v1/admin/extraction/reset", json={}).status_code == 422
+            reset = a.post("/v1/admin/extraction/reset", json={"key_id": thief})
+            assert reset.status_code == 200 and reset.json()["was"]["flagged"]
+        with guard.client(thief_key) as c:  # unblocked, with a fresh history
+            assert c.post("/v1/predict", json=inputs(x_test[:1])).status_code == 200
+        assert guard.guard.extraction.status(thief)["queries"] == 1
+        assert guard.guard.audit.flush(timeout=20)
+        rows = {r["request_id"]: r for r in guard.guard.audit.entries()}
+    row = rows[reset.headers["X-Request-ID"]]
+    assert (row["decision"], row["key_id"], row["detail"]["subject"]) == \
+        ("extraction-reset", admin.key_id, thief)
+
+
+def test_a_key_reads_its_own_usage_and_a_guard_without_the_monitor_says_so(tmp_path,
+                                                                         trained_net, digits):
+    write_model(tmp_path, trained_net)
+    admin_key, admin = KeyStore(tmp_path / "keys.json").create("admin")
+    config = guard_config(tmp_path, keys={"store": "keys.json", "query_budget": 50,
+                                          "rate_per_minute": 600,
+                                          "admin_key_ids": [admin.key_id]})
+    key, key_id = new_key(config, "app")
+    with RunningGuard(config) as guard:
+        assert guard.get("/v1/usage").status_code == 401
+        with guard.client(key) as c:
+            assert c.post("/v1/predict", json=inputs(digits[0][:7])).status_code == 200
+            usage = c.get("/v1/usage").json()
+        with guard.client(admin_key) as a:
+            missing = a.get("/v1/admin/extraction")
+    assert (usage["key_id"], usage["used"], usage["budget"], usage["remaining"]) == \
+        (key_id, 7, 50, 43)
+    assert usage["rate_per_minute"] == 600 and usage["tokens"] <= 600 - 7 + 1
+    assert missing.status_code == 404 and "extraction:" in missing.json()["error"]

@@ -10,6 +10,7 @@ flight have finished, stops the inference pool and flushes the audit log.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -103,5 +104,22 @@ def create_app(config: GuardConfig, service: GuardService | None = None) -> Fast
     @app.post("/v1/admin/reload")
     async def reload(request: Request) -> Response:
         return _json(await guard.admin_reload(presented_key(request)))
+
+    @app.get("/v1/usage")
+    async def usage(request: Request) -> Response:
+        return _json(guard.usage(presented_key(request)))
+
+    @app.get("/v1/admin/extraction")
+    async def extraction(request: Request) -> Response:
+        return _json(await guard.extraction_status(presented_key(request)))
+
+    @app.post("/v1/admin/extraction/reset")
+    async def extraction_reset(request: Request) -> Response:
+        try:
+            body = json.loads(await read_body(request, 10_000) or b"{}")
+        except (RequestError, ValueError):
+            body = None
+        key_id = body.get("key_id") if isinstance(body, dict) else None
+        return _json(await guard.extraction_reset(presented_key(request), key_id))
 
     return app

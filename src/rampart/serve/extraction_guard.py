@@ -82,6 +82,8 @@ class ExtractionGuard:
         """Settings, the action and every key's status (for an operator endpoint or log)."""
         with self._lock:
             summary = self._monitor.summary()
+        for client in summary["clients"]:
+            client["blocked"] = self._blocks(client["flagged"])
         return {"action": self.action, **summary}
 
     def reset(self, key_id: str) -> None:

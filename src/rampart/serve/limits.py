@@ -149,11 +149,16 @@ class ClientLimits:
                 bucket = self._bucket(key.key_id, rate, capacity)
                 bucket.tokens = min(float(capacity), bucket.tokens + int(n_inputs))
 
-    def usage(self, key_id: str) -> dict[str, Any]:
-        """Inputs counted, budget and what is left, and the bucket's tokens for ``key_id``."""
+    def usage(self, key: KeyRecord | str) -> dict[str, Any]:
+        """Inputs counted, budget and what is left, and the bucket's tokens, for a key (a
+        ``KeyRecord`` gives its own limits; a bare key id the limits last seen for it)."""
+        key_id = key if isinstance(key, str) else key.key_id
         with self._lock:
-            rate, budget = self._limits.get(key_id, (self.default_rate_per_minute,
-                                                     self.default_query_budget))
+            if isinstance(key, str):
+                rate, budget = self._limits.get(key_id, (self.default_rate_per_minute,
+                                                         self.default_query_budget))
+            else:
+                rate, budget = self._key_limits(key)
             used = self._used.get(key_id, 0)
             tokens = None
             if rate is not None:

@@ -230,14 +230,55 @@ class GuardService:
 
         return await self._operate("report", presented, summary)
 
+    async def extraction_status(self, presented: str | None) -> Reply:
+        """``GET /v1/admin/extraction``: the monitor's settings and every key's status (queries,
+        statistic, flagged, blocked), for an admin key; audited."""
+        async def summary() -> Reply:
+            if self.extraction is None:
+                return _no_extraction_monitor()
+            return Reply(200, self.extraction.summary())
+
+        return await self._operate("extraction-status", presented, summary, admin=True)
+
+    async def extraction_reset(self, presented: str | None, key_id: Any) -> Reply:
+        """``POST /v1/admin/extraction/reset``: forget a key's query history and flag (after a
+        reviewed false alarm), unblocking it; for an admin key; audited with the key reset."""
+        async def reset() -> Reply:
+            if self.extraction is None:
+                return _no_extraction_monitor()
+            if not isinstance(key_id, str) or not key_id:
+                return Reply(422, {"error": "send {\"key_id\": \"k_...\"}: the id of the key "
+                                   "to reset (rampart keys list shows them)."})
+            was = self.extraction.status(key_id)
+            self.extraction.reset(key_id)
+            if self._extraction_saver is not None:
+                self._extraction_saver.touch()
+            log.warning("extraction monitor reset for key %s (was flagged: %s, %d queries)",
+                        key_id, was["flagged"], was["queries"])
+            return Reply(200, {"key_id": key_id, "was": was, "reset": True})
+
+        subject = key_id if isinstance(key_id, str) else None
+        return await self._operate("extraction-reset", presented, reset, admin=True,
+                                   subject=subject)
+
+    def usage(self, presented: str | None) -> Reply:
+        """``GET /v1/usage``: the calling key's own limits and what is left of them."""
+        key = self.keys.authenticate(presented)
+        refused = self._refusal(key, admin=False)
+        if refused is not None:
+            return refused
+        assert key is not None
+        return Reply(200, self.limits.usage(key))
+
     async def _operate(self, action: str, presented: str | None,
-                       run: Callable[[], Awaitable[Reply]], admin: bool = False) -> Reply:
+                       run: Callable[[], Awaitable[Reply]], admin: bool = False,
+                       subject: str | None = None) -> Reply:
         started = time.perf_counter()
         key = self.keys.authenticate(presented)
         refused = self._refusal(key, admin)
         reply = refused if refused is not None else await run()
         self._record_operation(action, None if key is None else key.key_id, "api", reply,
-                               started, refused=refused is not None)
+                               started, refused=refused is not None, subject=subject)
         return reply
 
     def _refusal(self, key: KeyRecord | None, admin: bool) -> Reply | None:
@@ -250,14 +291,18 @@ class GuardService:
         return None
 
     def _record_operation(self, action: str, key_id: str | None, via: str, reply: Reply,
-                          started: float, refused: bool = False) -> None:
+                          started: float, refused: bool = False,
+                          subject: str | None = None) -> None:
         """An operator action in the audit log: ``decision`` is the action, ``detail`` says
-        how it came (api, sighup), its outcome (ok, failed, refused) and any error."""
+        how it came (api, sighup), its outcome (ok, failed, refused), the key it acted on
+        (``subject``, for a reset) and any error."""
         request_id = uuid.uuid4().hex
         reply.headers["X-Request-ID"] = request_id
         detail: dict[str, Any] = {
             "via": via, "outcome": "refused" if refused else "ok" if reply.status < 400
             else "failed"}
+        if subject is not None:
+            detail["subject"] = subject
         if reply.status >= 400:
             detail["error"] = reply.body.get("error")
         self.metrics.operator_actions.labels(action, detail["outcome"]).inc()
@@ -346,6 +391,11 @@ class GuardService:
         # a database that is down will not come back within the shutdown: spill at once
         down = self.audit.stats().get("db_up") is False
         self.audit.close(timeout=1.0 if down else self.config.server.shutdown_timeout / 2)
+
+
+def _no_extraction_monitor() -> Reply:
+    return Reply(404, {"error": "this guard runs no extraction monitor; set extraction: in its "
+                                "config to watch keys for model stealing."})
 
 
 def _drift_monitor(config: GuardConfig) -> Any:
