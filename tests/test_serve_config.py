@@ -111,6 +111,22 @@ def test_more_than_one_worker_is_refused_with_the_reason_in_one_line(tmp_path, m
         "server": {"workers": 1}})).server.workers == 1
 
 
+def test_serve_says_what_it_guards_and_warns_when_no_key_can_get_in(tmp_path, monkeypatch):
+    from rampart.serve.server import GuardServer
+
+    monkeypatch.setattr(GuardServer, "run", lambda self: None)  # describe, then stop
+    path = write_yaml(tmp_path / "guard.yaml", {
+        "model": {"spec": "rampart.zoo:digits_cnn", "input_shape": [1, 8, 8]},
+        "keys": {"store": "keys.json", "rate_per_minute": 600},
+        "audit_log": {"url": "sqlite:///audit.db"}})
+    result = CliRunner().invoke(app, ["serve", "--config", str(path), "--port", "8123"])
+    assert result.exit_code == 0, result.output
+    assert "keys: 0 active" in result.output and "600 inputs/min, no budget" in result.output
+    assert "monitors: none" in result.output and "http://127.0.0.1:8123/v1/predict" in result.output
+    assert "warning: no active key, so every request gets 401" in result.output
+    assert "rampart keys create NAME --store" in result.output
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -160,6 +176,10 @@ def test_serve_process_answers_reloads_on_sighup_and_drains_on_sigterm(tmp_path,
             process.wait()
         log.close()
     output = (tmp_path / "serve.log").read_text()
+    assert "rampart guard: rampart.zoo:digits_cnn (digits.safetensors), inputs [1, 8, 8]" \
+        in output
+    assert "keys: 1 active in" in output and f"POST {base}/v1/predict" in output
+    assert "warning: no active key" not in output
     assert "model reloaded: version 2" in output
     assert "Application shutdown complete" in output  # the lifespan shutdown ran: log flushed
     with AuditLog(f"sqlite:///{tmp_path / 'audit.db'}") as audit:  # the signal is audited

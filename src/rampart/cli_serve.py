@@ -45,4 +45,7 @@ def serve(
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s "
                             "%(message)s")
         app = create_app(settings)
+        server = settings.server
+        for line in app.state.guard.describe(f"http://{server.host}:{server.port}"):
+            typer.echo(line, err=True)
     GuardServer(app, settings).run()

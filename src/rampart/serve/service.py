@@ -87,6 +87,41 @@ class GuardService:
             self._extraction_saver = PeriodicSaver(lambda: guard.save(state), SAVE_SECONDS,
                                                    "extraction monitor state")
 
+    def describe(self, base_url: str) -> list[str]:
+        """What this guard serves and watches, in a few lines for the operator at start (and
+        a warning when no key can get in yet)."""
+        c = self.config
+        model = c.model
+        lines = [f"rampart guard: {model.spec}"
+                 + (f" ({Path(model.weights).name})" if model.weights else "")
+                 + f", inputs {model.input_shape} in [{model.bounds[0]:g}, {model.bounds[1]:g}]"
+                 f", at most {c.limits.max_batch} per request"]
+        steps = ", ".join(step.name for step in c.preprocessing) or "none"
+        detectors = ", ".join(f"{d.label} ({d.policy})" for d in c.detectors) or "none"
+        lines.append(f"  preprocessing: {steps}; detectors: {detectors}")
+        active = [k for k in self.keys.records() if not k.revoked]
+        rate = "no rate limit" if c.keys.rate_per_minute is None \
+            else f"{c.keys.rate_per_minute:g} inputs/min"
+        budget = "no budget" if c.keys.query_budget is None \
+            else f"budget {c.keys.query_budget} inputs"
+        lines.append(f"  keys: {len(active)} active in {c.keys.store} (defaults: {rate}, "
+                     f"{budget})")
+        monitors = []
+        if self.extraction is not None and c.extraction is not None:
+            monitors.append(f"extraction ({c.extraction.action}"
+                            + (f", state {c.extraction.state_path}" if c.extraction.state_path
+                               else "") + ")")
+        if c.drift is not None:
+            monitors.append(f"drift (window {c.drift.window}, every {c.drift.every} inputs)")
+        lines.append(f"  monitors: {', '.join(monitors) or 'none'}; audit log: "
+                     f"{self.audit.location}")
+        lines.append(f"  POST {base_url}/v1/predict with 'Authorization: Bearer <key>'; "
+                     f"metrics at {base_url}/metrics")
+        if not active:
+            lines.append(f"  warning: no active key, so every request gets 401; make one with "
+                         f"`rampart keys create NAME --store {c.keys.store}`")
+        return lines
+
     # ------------------------------------------------------------------ predictions
     async def predict(self, presented: str | None, read: Callable[[], Awaitable[bytes]],
                       content_type: str | None) -> Reply:
