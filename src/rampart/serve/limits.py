@@ -162,7 +162,7 @@ class ClientLimits:
             used = self._used.get(key_id, 0)
             tokens = None
             if rate is not None:
-                tokens = self._bucket(key_id, rate, self._capacity(rate)).tokens
+                tokens = round(self._bucket(key_id, rate, self._capacity(rate)).tokens, 3)
         return {"key_id": key_id, "used": used, "budget": budget,
                 "remaining": None if budget is None else max(budget - used, 0),
                 "rate_per_minute": rate, "burst": None if rate is None else self._capacity(rate),
