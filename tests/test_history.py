@@ -8,13 +8,7 @@ they are skipped with the reason; set RAMPART_REQUIRE_POSTGRES=1 to make that a 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import signal
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -32,7 +26,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 import rampart
-from postgres_support import cannot_start, free_port, postgres_bin, server_user
+from postgres_support import free_port, running_cluster
 from rampart.cli_history import history
 from rampart.errors import ConfigError, InputError
 from rampart.evaluate import history as history_module
@@ -74,60 +68,8 @@ class PostgresServer:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """A real PostgreSQL server in a temporary folder, for this test session only."""
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        cannot_start("psycopg is not installed (pip install 'rampart[postgres]').")
-    bin_dir = postgres_bin()
-    if bin_dir is None:
-        cannot_start("no initdb on PATH or in /usr/lib/postgresql/*/bin; run "
-                      ".ci/ensure-postgres to install Debian's postgresql.")
-    user = server_user()
-    if user is None:
-        cannot_start("running as root and no unprivileged 'postgres' or 'nobody' user to run "
-                      "the server as.")
-    root = Path(tempfile.mkdtemp(prefix="rampart-pg-"))
-    data = root / "data"
-    log = root / "server.log"
-    as_user = {}
-    if os.geteuid() == 0:
-        os.chown(root, user.pw_uid, user.pw_gid)
-        as_user = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env.update(HOME=str(root), LC_ALL="C", LANG="C")
-
-    def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(a) for a in args], cwd=root, env=env, capture_output=True,
-                              text=True, timeout=timeout, check=False, **as_user)
-
-    started = False
-    try:
-        made = run(bin_dir / "initdb", "-D", data, "-U", "rampart", "--auth=trust",
-                   "--encoding=UTF8", "--no-locale", "--no-sync", "--no-instructions")
-        if made.returncode != 0:
-            cannot_start(f"initdb failed: {(made.stderr or made.stdout).strip()[-500:]}")
-        with (data / "postgresql.conf").open("a") as conf:
-            conf.write(f"\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{root}'\n"
-                       "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
-        for _ in range(3):  # a free port can be taken between finding and binding it
-            port = free_port()
-            done = run(bin_dir / "pg_ctl", "-D", data, "-l", log, "-o", f"-p {port}", "-w",
-                       "-t", "30", "start")
-            if done.returncode == 0:
-                started = True
-                break
-        if not started:
-            tail = log.read_text()[-500:] if log.exists() else done.stderr[-500:]
-            cannot_start(f"pg_ctl could not start the server: {tail.strip()}")
-        yield PostgresServer(port=port)
-    finally:
-        if started:
-            stopped = run(bin_dir / "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
-            pid_file = data / "postmaster.pid"
-            if stopped.returncode != 0 and pid_file.exists():  # the server we started, by pid
-                with contextlib.suppress(OSError, ValueError):
-                    os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)
-        shutil.rmtree(root, ignore_errors=True)
+    with running_cluster("rampart-pg-", "synchronous_commit = off\n") as server:
+        yield PostgresServer(port=server.port)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -5,115 +5,22 @@ makes that a failure); .ci/ensure-postgres installs Debian's postgresql."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import signal
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-# the server helpers of the history tests: finding initdb, the user to run as, a free port
-from postgres_support import cannot_start, free_port, postgres_bin, server_user
+from postgres_support import Cluster, running_cluster
 from rampart.serve.auditlog import AuditLog
 
 WAIT = 60.0  # seconds: an upper bound for things that take well under one
 
 
-@dataclass
-class Cluster:
-    """A PostgreSQL cluster in a temporary folder that a test can stop and start."""
-
-    bin_dir: Path
-    root: Path
-    port: int
-    as_user: dict
-    env: dict
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+psycopg://rampart@127.0.0.1:{self.port}/postgres"
-
-    def pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        command = [str(self.bin_dir / "pg_ctl"), "-D", str(self.data), *args]
-        return subprocess.run(command, cwd=self.root, env=self.env, capture_output=True,
-                              text=True, timeout=90, check=False, **self.as_user)
-
-    def start(self) -> bool:
-        done = self.pg_ctl("-l", str(self.root / "server.log"), "-o", f"-p {self.port}", "-w",
-                           "-t", "60", "start")
-        return done.returncode == 0
-
-    def stop(self, mode: str = "fast") -> None:
-        done = self.pg_ctl("-m", mode, "-w", "-t", "60", "stop")
-        assert done.returncode == 0, done.stderr
-
-    def kill(self) -> None:
-        """Stop the server we started (by the pid in its own pid file), whatever state."""
-        if self.pg_ctl("-m", "immediate", "-w", "stop").returncode != 0:
-            pid_file = self.data / "postmaster.pid"
-            with contextlib.suppress(OSError, ValueError):
-                os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)
-
-
 @pytest.fixture()
 def cluster() -> Iterator[Cluster]:
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        cannot_start("psycopg is not installed (pip install 'rampart[postgres]').")
-    bin_dir = postgres_bin()
-    if bin_dir is None:
-        cannot_start("no initdb on PATH or in /usr/lib/postgresql/*/bin; run "
-                      ".ci/ensure-postgres to install Debian's postgresql.")
-    user = server_user()
-    if user is None:
-        cannot_start("running as root and no unprivileged 'postgres' or 'nobody' user to run "
-                      "the server as.")
-    root = Path(tempfile.mkdtemp(prefix="rampart-auditlog-pg-"))
-    as_user: dict = {}
-    if os.geteuid() == 0:
-        os.chown(root, user.pw_uid, user.pw_gid)
-        as_user = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env.update(HOME=str(root), LC_ALL="C", LANG="C")
-    server = Cluster(bin_dir, root, 0, as_user, env)
-    started = False
-    try:
-        made = subprocess.run(
-            [str(bin_dir / "initdb"), "-D", str(server.data), "-U", "rampart", "--auth=trust",
-             "--encoding=UTF8", "--no-locale", "--no-sync", "--no-instructions"],
-            cwd=root, env=env, capture_output=True, text=True, timeout=90, check=False,
-            **as_user)
-        if made.returncode != 0:
-            cannot_start(f"initdb failed: {(made.stderr or made.stdout).strip()[-500:]}")
-        with (server.data / "postgresql.conf").open("a") as conf:
-            conf.write(f"\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{root}'\n"
-                       "fsync = off\nfull_page_writes = off\n")
-        for _ in range(3):  # a free port can be taken between finding and binding it
-            server.port = free_port()
-            if server.start():
-                started = True
-                break
-        if not started:
-            log = root / "server.log"
-            cannot_start("pg_ctl could not start the server: "
-                          f"{log.read_text()[-500:].strip() if log.exists() else ''}")
+    with running_cluster("rampart-auditlog-pg-") as server:
         yield server
-    finally:
-        if started:
-            server.kill()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def wait_until(condition, what: str) -> None:

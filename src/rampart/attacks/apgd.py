@@ -63,6 +63,12 @@ def checkpoints(steps: int) -> list[int]:
     return marks
 
 
+def checkpoint_windows(steps: int) -> dict[int, int]:
+    """:func:`checkpoints` as ``{iteration: length of the window that ends there}``."""
+    marks = checkpoints(steps)
+    return {m: m - p for p, m in zip([0, *marks[:-1]], marks, strict=True)}
+
+
 class APGD(Attack):
     """Auto-PGD with the cross-entropy (``loss="ce"``) or DLR (``loss="dlr"``) loss.
 
@@ -289,8 +295,7 @@ class APGD(Attack):
         if l1:
             every = max(int(0.04 * self.steps), 1)
             return {m: every for m in range(every, self.steps, every)}
-        marks = checkpoints(self.steps)
-        return {m: m - p for p, m in zip([0, *marks[:-1]], marks, strict=True)}
+        return checkpoint_windows(self.steps)
 
     def _step(self, s: WorkingSet, feasible: FeasibleSet, norm: str,
               bounds: tuple[float, float], first: bool) -> None:

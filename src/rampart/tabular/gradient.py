@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from rampart.attacks.apgd import checkpoints
+from rampart.attacks.apgd import checkpoint_windows
 from rampart.attacks.base import BatchOutcome
 from rampart.attacks.best import BestPoints
 from rampart.attacks.losses import LossFn, dlr, get_loss, is_success
@@ -159,7 +159,7 @@ class ConstrainedGradientAttack(SchemaAttack):
         out_x, won = x.clone(), torch.zeros(n, dtype=torch.bool, device=x.device)
         out_logits = clean.clone()
         spent = torch.zeros(n, dtype=torch.long, device=x.device)
-        marks = _windows(self.steps) if apgd else {}
+        marks = checkpoint_windows(self.steps) if apgd else {}
         increases = torch.zeros(n, device=x.device)
         last_loss, loss_at_check = loss_best.clone(), loss_best.clone()
         halved = torch.ones(n, dtype=torch.bool, device=x.device)
@@ -232,10 +232,3 @@ class ConstrainedAPGD(ConstrainedGradientAttack):
     def __init__(self, schema: FeatureSchema | dict | str, steps: int = 100,
                  **kwargs: object) -> None:
         super().__init__(schema, steps=steps, step_rule="apgd", **kwargs)  # type: ignore[arg-type]
-
-
-
-def _windows(steps: int) -> dict[int, int]:
-    """APGD's checkpoints (iteration -> length of the window ending there)."""
-    marks = checkpoints(steps)
-    return {m: m - p for p, m in zip([0, *marks[:-1]], marks, strict=True)}
