@@ -364,6 +364,20 @@ def test_cli_train_writes_weights_metrics_and_report(tmp_path):
     assert again.exit_code == 0 and json.loads(again.stdout)["resumed_from"] == 2
 
 
+def test_cli_train_same_seed_same_weights(tmp_path):
+    """The seed also fixes the fresh model's initial weights, so a run can be repeated."""
+    config = tmp_path / "train.yaml"
+    config.write_text(CONFIG.replace("epochs: 2", "epochs: 1"))
+    weights = []
+    for out, seed in (("a", "3"), ("b", "3"), ("c", "4")):
+        res = runner.invoke(app, ["train", "--config", str(config), "--out", str(tmp_path / out),
+                                  "--seed", seed, "--json"])
+        assert res.exit_code == 0, res.output
+        weights.append(load_file(json.loads(res.stdout)["paths"]["weights"]))
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
+
+
 @pytest.mark.parametrize(("text", "message"), [
     (CONFIG.replace("method: pgd", "method: pgdd"), "method: unknown method 'pgdd'"),
     (CONFIG + "lerning_rate: 0.1\n", "lerning_rate: unknown setting"),

@@ -71,6 +71,9 @@ def run_train_command(config: TrainConfig, progress: Any = None, fresh: bool = F
     ctx = distributed.context()
     if ctx.world_size > 1 and device.type == "cuda":
         device = resolve_device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+    import torch
+
+    torch.manual_seed(config.seed)  # fresh weights are part of "every random choice"
     net = load_model(config.model, config.weights, device=device)
     name = config.name or _model_name(config.model)
     out_dir = config.outputs.dir
