@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from scipy.stats import shapiro
 from typer.testing import CliRunner
 
 import rampart
@@ -32,6 +33,8 @@ from rampart.extraction import (
     top_k,
 )
 from rampart.extraction.knockoff import complete_distribution
+from rampart.extraction.prada import _ClassSet
+from rampart.extraction.shapiro import shapiro_w
 from rampart.extraction.victim import answer_probabilities
 from rampart.loading import save_weights
 from rampart.zoo import digits_cnn
@@ -272,6 +275,44 @@ def test_prada_memory_is_bounded_and_bad_input_is_refused(split):
         monitor.observe("b", torch.rand(2, 5), torch.zeros(2, dtype=torch.long))
     with pytest.raises(ConfigError, match="delta"):
         PradaMonitor(delta=1.5)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1000.0])
+def test_prada_nearest_distance_is_the_direct_formula_bit_for_bit(scale):
+    # the search uses a float32 matrix-vector product and error bounds; near and exact
+    # duplicates of large inputs are where its cancellation would show
+    rng = np.random.default_rng(0)
+    base = (rng.random((120, 784), dtype=np.float32) * scale).astype(np.float32)
+    # a ring: rows at almost equal distances around a centre, closer than the product's error
+    centre = rng.random(784) * scale
+    directions = rng.normal(size=(60, 784))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    ring = centre + directions * (1.0 + 1e-3 * np.arange(60))[:, None]
+    stored = np.concatenate([base, ring]).astype(np.float32)
+    group = _ClassSet(stored[0], limit=200)
+    for row in stored[1:]:
+        group.append(row)
+    queries = np.concatenate([
+        base[rng.integers(0, 120, 40)],  # exact duplicates
+        base[rng.integers(0, 120, 40)] + rng.normal(0, 1e-4 * scale, (40, 784)),  # near ones
+        rng.random((40, 784)) * scale,
+        centre + rng.normal(0, 1e-3, (40, 784))]).astype(np.float32)
+    for query in queries:
+        direct = float(np.sqrt(((group.stored - query) ** 2).sum(axis=1).min()))
+        norm = float(np.linalg.norm(query.astype(np.float64)))
+        assert group.nearest(query, norm) == direct
+
+
+def test_shapiro_w_matches_scipy_and_refuses_what_has_no_w():
+    rng = np.random.default_rng(1)
+    for n in [*range(3, 40), 100, 999, 1000, 4000]:
+        for sample in (rng.normal(size=n), rng.exponential(size=n), rng.integers(0, 4, n)):
+            if np.ptp(sample) > 0:
+                assert shapiro_w(sample) == pytest.approx(shapiro(sample).statistic, abs=1e-8)
+    with pytest.raises(ValueError, match="at least 3"):
+        shapiro_w(np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="all values are equal"):
+        shapiro_w(np.ones(10))
 
 
 # ---------------------------------------------------------------------- the command
