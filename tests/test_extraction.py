@@ -271,8 +271,10 @@ def test_prada_memory_is_bounded_and_bad_input_is_refused(split):
     assert state["classes"]["0"]["growing"]["shape"][0] <= 5 and len(state["distances"]) == 50
     with pytest.raises(InputError, match="labels for"):
         monitor.observe("b", x, torch.zeros(3, dtype=torch.long))
-    with pytest.raises(InputError, match="one input shape"):
-        monitor.observe("b", torch.rand(2, 5), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(InputError, match="one input shape"):  # whatever class it is given
+        monitor.observe("b", torch.rand(2, 5), torch.tensor([9, 0]))
+    assert monitor.status("b").queries == 60 and "9" not in monitor.state()["clients"]["b"][
+        "classes"]
     with pytest.raises(ConfigError, match="delta"):
         PradaMonitor(delta=1.5)
 

@@ -181,8 +181,13 @@ class PradaMonitor:
         predicted for them (N,), in the order they arrived; returns the client's status."""
         rows, classes = _batch(x, labels)
         client = self._client(str(client_id))
-        for row, cls in zip(rows, classes.tolist(), strict=True):
-            self._add(client, row, int(cls))
+        width = next((g.rows.shape[1] for g in client.classes.values()), rows.shape[1])
+        if rows.shape[1] != width:  # refused before any of the batch is taken in
+            raise InputError(f"this client's earlier queries had {width} values each, these "
+                             f"have {rows.shape[1]}; a client must keep one input shape.")
+        norms = np.sqrt(_squared_norms(rows)).tolist()
+        for row, norm, cls in zip(rows, norms, classes.tolist(), strict=True):
+            self._add(client, row, norm, int(cls))
             client.queries += 1
             if client.queries % self.test_every == 0:
                 self._test(client)
@@ -196,6 +201,12 @@ class PradaMonitor:
         return ClientStatus(str(client_id), client.queries, client.flagged_at is not None,
                             client.flagged_at, client.statistic, len(client.distances),
                             self.delta)
+
+    def flagged(self, client_id: str) -> bool:
+        """Whether the client has been flagged; cheap, and safe to call without a lock
+        held by ``observe``."""
+        client = self._clients.get(str(client_id))
+        return client is not None and client.flagged_at is not None
 
     def clients(self) -> list[str]:
         """Clients remembered, least recently seen first."""
@@ -269,16 +280,11 @@ class PradaMonitor:
         self._clients.move_to_end(client_id)
         return client
 
-    def _add(self, client: _Client, row: np.ndarray, cls: int) -> None:
+    def _add(self, client: _Client, row: np.ndarray, norm: float, cls: int) -> None:
         group = client.classes.get(cls)
         if group is None:
             client.classes[cls] = _ClassSet(row, self.max_per_class)
             return
-        if group.rows.shape[1] != row.shape[0]:
-            raise InputError(f"this client's earlier queries had {group.rows.shape[1]} values "
-                             f"each, this one has {row.shape[0]}; a client must keep one input "
-                             "shape.")
-        norm = _norm(row)
         d_min = group.nearest(row, norm)
         client.distances.append(d_min)
         if d_min > group.threshold and group.size < self.max_per_class:

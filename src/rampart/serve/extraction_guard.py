@@ -61,9 +61,11 @@ class ExtractionGuard:
                 "flagged_at": status.flagged_at}
 
     def blocked(self, key_id: str) -> bool:
-        """True when the action is ``block`` and the key has been flagged."""
-        with self._lock:
-            return self._blocks(self._monitor.status(key_id).flagged)
+        """True when the action is ``block`` and the key has been flagged. Called on the
+        event loop for every request, so it never waits for the lock an inference thread
+        holds while observing: it reads one flag (a dict lookup and an attribute read, each
+        atomic), and a flag raised meanwhile is seen by the next request."""
+        return self.action == "block" and self._monitor.flagged(key_id)
 
     def reason(self, key_id: str) -> str | None:
         """One sentence for a blocked key's client (no internals), or None if not blocked."""
