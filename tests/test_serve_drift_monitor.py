@@ -225,6 +225,18 @@ def test_bad_configuration_and_inputs_are_refused():
         monitor.check()
 
 
+@pytest.mark.parametrize("shape", [(4,), (1, 28, 28)])  # raw features, and projected ones
+def test_observed_nan_or_infinite_inputs_are_refused_and_leave_the_window_alone(shape):
+    monitor = DriftMonitor(torch.rand(20, *shape), window=10, background=False)
+    monitor.observe(torch.rand(3, *shape), None)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        batch = torch.rand(2, *shape)
+        batch.view(2, -1)[1, 0] = bad
+        with pytest.raises(InputError, match="NaN or infinite"):
+            monitor.observe(batch, None)
+    assert monitor.status()["window"] == 3 and monitor.status()["observed"] == 3
+
+
 def test_reset_empties_the_window_but_keeps_the_alerts(digits, probs, reference):
     x, _ = digits
     monitor = DriftMonitor(*reference, window=100, every=100, **STRICT)

@@ -185,13 +185,18 @@ class DriftMonitor:
         """Add a batch of answered inputs (and their confidences: (B,) top-class
         probabilities or (B, classes) vectors; a vector is reduced to its maximum when the
         reference holds top-class probabilities) to the window; cheap and thread-safe."""
-        batch = sample_rows(x, "the observed inputs")
+        # NaN and infinities survive the projection, so the reduced features are checked
+        # instead of the inputs: 64 values per row instead of every pixel
+        batch = sample_rows(x, "the observed inputs", finite=False)
         if batch.dim() < 2 or batch.shape[1:].numel() != self.input_dim:
             raise InputError(f"the observed inputs must be (B, {self.input_dim} values); got "
                              f"shape {tuple(batch.shape)}.")
         if batch.shape[0] == 0:
             return
         features = self._reduce(batch)
+        if not torch.isfinite(features).all():
+            raise InputError("the observed inputs contain NaN or infinite values (or values so "
+                             "large that their projection overflows); drop or fix those rows.")
         conf = self._observed_confidences(confidences, batch.shape[0])
         snapshot = None
         with self._lock:

@@ -11,16 +11,18 @@ from rampart.errors import InputError
 __all__ = ["paired_rows", "sample_rows"]
 
 
-def sample_rows(values: Any, name: str, dtype: torch.dtype | None = torch.float32) -> torch.Tensor:
+def sample_rows(values: Any, name: str, dtype: torch.dtype | None = torch.float32,
+                finite: bool = True) -> torch.Tensor:
     """``values`` as a detached CPU tensor (``dtype``; None keeps float64 and makes anything
-    else float32) with one row per sample, refusing scalars, NaN and infinities."""
+    else float32) with one row per sample, refusing scalars and (unless ``finite`` is False,
+    for a caller that checks something cheaper derived from them) NaN and infinities."""
     t = torch.as_tensor(values).detach()
     if dtype is None:
         dtype = torch.float64 if t.dtype == torch.float64 else torch.float32
     t = t.to("cpu", dtype)
     if t.dim() == 0:
         raise InputError(f"{name} must have one row per sample; got a scalar.")
-    if not torch.isfinite(t).all():
+    if finite and not torch.isfinite(t).all():
         raise InputError(f"{name} contains NaN or infinite values; drop or fix those rows.")
     return t
 
