@@ -13,6 +13,8 @@ cores the load generator shares, that is the steadier measure of what the guard 
   ``rampart.defenses.detectors``: what serving that defence costs without the guard.
 - ``guard-core``: API key, rate limit and query budget, validation, rounded outputs,
   Prometheus metrics and the audit log of every request to a SQLite file.
+- ``guard-prada`` and ``guard-drift``: guard-core plus one of the two monitors, to split
+  their cost.
 - ``guard-monitors``: guard-core plus the PRADA extraction monitor and drift monitoring
   (MMD + KS over the last 1000 inputs, every 5000).
 - ``guard-full``: guard-monitors plus the detector (policy flag).
@@ -55,7 +57,8 @@ from _common import (  # noqa: E402
 
 MODELS = {"small": "rampart.zoo:mnist_cnn",
           "medium": str(Path(__file__).resolve().parent / "guard_models.py") + ":medium_cnn"}
-VARIANTS = ("bare", "bare-detector", "guard-core", "guard-monitors", "guard-full")
+VARIANTS = ("bare", "bare-detector", "guard-core", "guard-prada", "guard-drift", "guard-monitors",
+            "guard-full")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -161,13 +164,16 @@ def prepare(workdir: Path, spec: str, net: torch.nn.Module, x_train: torch.Tenso
         "audit_log": {"url": "sqlite:///audit-core.db"},
         "server": {"inference_threads": 2, "queue_size": 256},
     }
+    extraction = {"action": "flag"}
+    drift = {"reference": "reference.npz", "window": 1000, "every": 5000, "permutations": 100}
+    prada = {**core, "audit_log": {"url": "sqlite:///audit-prada.db"}, "extraction": extraction}
+    drift_only = {**core, "audit_log": {"url": "sqlite:///audit-drift.db"}, "drift": drift}
     monitors = {**core, "audit_log": {"url": "sqlite:///audit-monitors.db"},
-                "extraction": {"action": "flag"},
-                "drift": {"reference": "reference.npz", "window": 1000, "every": 5000,
-                          "permutations": 100}}
+                "extraction": extraction, "drift": drift}
     full = {**monitors, "audit_log": {"url": "sqlite:///audit-full.db"},
             "detectors": [{"path": "detector.safetensors", "policy": "flag"}]}
-    for name, config in (("guard-core", core), ("guard-monitors", monitors),
+    for name, config in (("guard-core", core), ("guard-prada", prada),
+                         ("guard-drift", drift_only), ("guard-monitors", monitors),
                          ("guard-full", full)):
         resolve_paths(GuardConfig.model_validate(config), workdir)  # fail here, not later
         (workdir / f"{name}.yaml").write_text(yaml.safe_dump(config))
@@ -347,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
             "bare-detector": f"bare + detector {args.detector} by hand (flags in the answer)",
             "guard-core": "api key, rate limit + query budget, validation, outputs rounded, "
                           "metrics, audit log (SQLite)",
+            "guard-prada": "guard-core + PRADA extraction monitor (flag)",
+            "guard-drift": "guard-core + drift (MMD + KS over 1000 inputs, every 5000)",
             "guard-monitors": "guard-core + PRADA extraction monitor (flag) + drift (MMD + KS "
                               "over 1000 inputs, every 5000)",
             "guard-full": f"guard-monitors + detector {args.detector} (flag)"},
