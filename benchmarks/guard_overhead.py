@@ -20,8 +20,8 @@ cores the load generator shares, that is the steadier measure of what the guard 
 - ``guard-full``: guard-monitors plus the detector (policy flag).
 
 Run (timed runs hold /tmp/bench.lock, see the notes):
-    python benchmarks/guard_overhead.py --model small
-    python benchmarks/guard_overhead.py --model medium --requests 300
+    python benchmarks/guard_overhead.py --model small --rounds 5
+    python benchmarks/guard_overhead.py --model medium --requests 500 --rounds 5
 Writes benchmarks/results/guard_overhead_<model>.json and prints a table. Target: guard
 throughput overhead (bare requests/s over guard requests/s) at most 1.2x.
 """
