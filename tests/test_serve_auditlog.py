@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from rampart.errors import ConfigError
 from rampart.serve.auditlog import AuditLog
+from thread_support import wait_until
 
 WAIT = 30.0  # seconds: an upper bound for things that take milliseconds
 
@@ -61,14 +62,6 @@ def flaky_engine(path: Path, switch: Switch) -> Engine:
         return sqlite3.connect(path, factory=FlakyConnection, check_same_thread=False)
 
     return create_engine(f"sqlite:///{path}", creator=connect)
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def entry(i: int, **extra) -> dict:

@@ -6,13 +6,13 @@ makes that a failure); .ci/ensure-postgres installs Debian's postgresql."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from postgres_support import Cluster, running_cluster
 from rampart.serve.auditlog import AuditLog
+from thread_support import wait_until
 
 WAIT = 60.0  # seconds: an upper bound for things that take well under one
 
@@ -21,14 +21,6 @@ WAIT = 60.0  # seconds: an upper bound for things that take well under one
 def cluster() -> Iterator[Cluster]:
     with running_cluster("rampart-auditlog-pg-") as server:
         yield server
-
-
-def wait_until(condition, what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
@@ -44,7 +36,7 @@ def test_postgres_outage_loses_nothing_and_keeps_order(cluster, tmp_path, mode):
         cluster.stop(mode)  # the server goes away with the writer's connection open
         for i in range(30, 130):  # more than buffer_limit: the oldest spill to the file
             log.record({"request_id": f"r{i}", "decision": "answered", "labels": [i]})
-        wait_until(lambda: log.stats()["db_up"] is False, "the writer to notice the outage")
+        wait_until(lambda: log.stats()["db_up"] is False, "the writer to notice the outage", WAIT)
         stats = log.stats()
         assert stats["last_error"] and stats["written"] == 30 and stats["pending"] == 100
         assert stats["spilled"] > 0

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from rampart.cli import app
 from rampart.errors import ConfigError
 from rampart.serve.keys import KeyStore, KeyStoreError
-from test_serve_keys_limits import run_racing
+from thread_support import run_racing
 
 runner = CliRunner()
 

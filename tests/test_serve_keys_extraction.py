@@ -17,7 +17,7 @@ from rampart.errors import ConfigError
 from rampart.serve.extraction_guard import ExtractionGuard
 from rampart.serve.keys import KeyStoreError
 from rampart.serve.limits import ExtractionGuard as ReExported
-from test_serve_keys_limits import run_racing
+from thread_support import run_racing
 
 
 def _feed(guard: ExtractionGuard, key_id: str, x, y, chunk: int = 10) -> list[dict]:

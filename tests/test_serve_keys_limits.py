@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import sys
 import threading
 
 import pytest
@@ -19,6 +18,7 @@ from rampart.serve.limits import (
     check_request_size,
     parse_rate,
 )
+from thread_support import run_racing
 
 
 class Clock:
@@ -29,19 +29,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def run_racing(threads: list[threading.Thread]) -> None:
-    """Start and join ``threads``, switching between them as often as Python allows."""
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        sys.setswitchinterval(interval)
 
 
 def key(key_id: str = "k_a", rate: float | None = None, budget: int | None = None) -> KeyRecord:

@@ -31,17 +31,10 @@ from serve_support import (  # noqa: E402
     write_detector,
     write_model,
 )
+from thread_support import wait_until  # noqa: E402
 
 LOAD_SECONDS = 30.0  # the bounded load test
 LOAD_CLIENTS = 4
-
-
-def wait_until(condition, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def admin_config(folder: Path, trained_net, **sections):

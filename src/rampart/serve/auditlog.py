@@ -25,13 +25,13 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 from rampart.errors import ConfigError
@@ -44,6 +44,8 @@ from rampart.serve.auditlog_schema import (
     normalise,
     to_row_values,
 )
+
+_T = TypeVar("_T")
 
 __all__ = ["AuditLog"]
 
@@ -206,23 +208,22 @@ class AuditLog:
         query = select(DecisionRow).order_by(DecisionRow.seq.desc() if limit else DecisionRow.seq)
         if limit:
             query = query.limit(limit)
-        try:
-            with self._db_lock:
-                Base.metadata.create_all(self._engine)
-                with self._engine.connect() as conn:
-                    rows = [from_row(row) for row in conn.execute(query)]
-        except Exception as exc:  # noqa: BLE001
-            raise ConfigError(f"could not read the audit log {self.location} ({_brief(exc)}).") \
-                from None
+        rows = self._read(lambda conn: [from_row(row) for row in conn.execute(query)])
         return rows[::-1] if limit else rows
 
     def count(self) -> int:
         """How many decisions the database holds."""
+        return self._read(lambda conn: int(conn.scalar(select(func.count())
+                                                       .select_from(DecisionRow))))
+
+    def _read(self, read: Callable[[Connection], _T]) -> _T:
+        """``read(connection)`` on the database (the table made first if need be), with a
+        ConfigError that names the log when the database cannot be read."""
         try:
             with self._db_lock:
                 Base.metadata.create_all(self._engine)
                 with self._engine.connect() as conn:
-                    return int(conn.scalar(select(func.count()).select_from(DecisionRow)))
+                    return read(conn)
         except Exception as exc:  # noqa: BLE001
             raise ConfigError(f"could not read the audit log {self.location} ({_brief(exc)}).") \
                 from None
