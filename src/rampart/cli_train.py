@@ -47,6 +47,8 @@ class TrainRun:
 
 def run_train_command(config: TrainConfig, progress: Any = None, fresh: bool = False) -> TrainRun:
     """Train as ``config`` says; write weights, metrics and report on the main process."""
+    import torch
+
     from rampart.data import load_data
     from rampart.defenses.adversarial_training import AdversarialTrainer
     from rampart.defenses.training.report import write_training_outputs
@@ -71,8 +73,6 @@ def run_train_command(config: TrainConfig, progress: Any = None, fresh: bool = F
     ctx = distributed.context()
     if ctx.world_size > 1 and device.type == "cuda":
         device = resolve_device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
-    import torch
-
     torch.manual_seed(config.seed)  # fresh weights are part of "every random choice"
     net = load_model(config.model, config.weights, device=device)
     name = config.name or _model_name(config.model)
