@@ -31,19 +31,6 @@ from rampart.text.baseline import train_baseline  # noqa: E402
 from rampart.text.corpus import sentiment_corpus  # noqa: E402
 
 
-def counted(model: TextClassifier) -> tuple[TextClassifier, dict[str, int]]:
-    """The model with a counter of calls to its function."""
-    calls = {"calls": 0}
-    fn = model.fn
-
-    def wrapped(texts: list[str]) -> Any:
-        calls["calls"] += 1
-        return fn(texts)
-
-    model.fn = wrapped
-    return model, calls
-
-
 def tiny_bert(texts: list[str]) -> TextClassifier | None:
     try:
         import transformers
@@ -71,8 +58,7 @@ def run(name: str, model: TextClassifier, texts: list[str], labels: list[int],
         batches: list[int], max_queries: int) -> list[dict[str, Any]]:
     rows, reference = [], None
     for b in batches:
-        model, calls = counted(model)
-        model.reset_queries()
+        model.reset_queries()  # and model.calls
         attack = WordAttack(CharEdits(), max_queries=max_queries, batch_size=b)
         result, m = measure(lambda a=attack, mm=model: a(mm, texts, labels))
         if reference is None:
@@ -80,11 +66,11 @@ def run(name: str, model: TextClassifier, texts: list[str], labels: list[int],
         same = (result.adversarial == reference.adversarial
                 and torch.equal(result.queries, reference.queries))
         rows.append({"model": name, "batch_size": b, "wall_s": m.wall_s,
-                     "model_calls": calls["calls"], "queries": model.queries,
+                     "model_calls": model.calls, "queries": model.queries,
                      "queries_per_s": model.queries / m.wall_s,
                      "success_rate": result.summary()["success_rate"],
                      "identical_to_batch_1": same})
-        print(f"{name:9s} batch {b:4d}: {m.wall_s:7.2f} s, {calls['calls']:6d} model calls, "
+        print(f"{name:9s} batch {b:4d}: {m.wall_s:7.2f} s, {model.calls:6d} model calls, "
               f"{model.queries:7d} queries ({model.queries / m.wall_s:8.0f}/s), success "
               f"{result.summary()['success_rate']:.1%}, identical: {same}")
     return rows

@@ -105,6 +105,29 @@ def test_adaptive_evaluation(baseline: BaselineTextModel,
     assert "| homoglyphs |" in adaptive_table(rows)
 
 
+def test_adaptive_evaluation_reuses_bare_results(baseline: BaselineTextModel,
+                                                 sentiment: tuple[list[str], list[int]]) -> None:
+    """Bare results the caller already has give the same rows as re-running the bare attack on
+    the subset (a text's outcome does not depend on the other texts)."""
+    texts, labels = sentiment[0][1100:1116], list(sentiment[1][1100:1116])
+    for i in (0, 5, 9):  # wrong labels: these texts drop out of the subset
+        labels[i] = 1 - labels[i]
+    model = baseline.classifier()
+    attacks = [WordAttack(CharEdits(max_candidates=4), max_queries=150, seed=3),
+               WordAttack(InvisibleCharacters(max_candidates=4), max_queries=150, seed=3)]
+    fresh, clean = adaptive_evaluation(model, attacks, texts, labels)
+    bare = [attack(model, texts, labels) for attack in attacks]
+    model.reset_queries()
+    reused, clean_again = adaptive_evaluation(model, attacks, texts, labels, bare_results=bare)
+    assert fresh[0].attacked == len(texts) - 3
+    assert reused == fresh and clean_again == clean
+    assert fresh[0].bare > 0
+    with pytest.raises(ConfigError, match="one per attack"):
+        adaptive_evaluation(model, attacks, texts, labels, bare_results=bare[:1])
+    with pytest.raises(ConfigError, match="not that attack's result"):
+        adaptive_evaluation(model, attacks, texts[1:], labels[1:], bare_results=bare)
+
+
 def test_text_files(tmp_path: Path) -> None:
     csv_path = tmp_path / "t.csv"
     csv_path.write_text('text,label\n"good, fine film",pos\nawful film,neg\n', encoding="utf-8")
@@ -129,6 +152,32 @@ def test_text_files(tmp_path: Path) -> None:
         load_labelled_texts(tmp_path / "one.txt")
     with pytest.raises(DataLoadError, match="no file"):
         load_labelled_texts(tmp_path / "missing.csv")
+    broken = tmp_path / "quote.csv"
+    broken.write_text('text,label\n"good film,1\nbad film,0\n', encoding="utf-8")
+    with pytest.raises(DataLoadError, match=r"row starting on line 2: unexpected end.*quote"):
+        load_labelled_texts(broken)
+    (tmp_path / "stray.csv").write_text('text,label\nfine,1\n"good" film,1\nbad,0\n')
+    with pytest.raises(DataLoadError, match="not valid CSV in the row starting on line 3"):
+        load_labelled_texts(tmp_path / "stray.csv")
+
+
+def test_baseline_save_and_load_errors(baseline: BaselineTextModel, tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from rampart.text.baseline import FORMAT
+
+    tensors = {k: v.contiguous() for k, v in baseline.state_dict().items()}
+    for name, metadata in (("none", {"format": FORMAT}),
+                           ("json", {"format": FORMAT, "settings": "{not json"}),
+                           ("keys", {"format": FORMAT, "settings": '{"dim": 32}'})):
+        save_file(tensors, str(tmp_path / f"{name}.safetensors"), metadata=metadata)
+        with pytest.raises(ModelLoadError, match="missing or damaged model settings"):
+            BaselineTextModel.load(tmp_path / f"{name}.safetensors")
+    with pytest.raises(ConfigError, match="cannot write the text model"):
+        baseline.save(tmp_path)  # a folder
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match="cannot write the text model"):
+        baseline.save(tmp_path / "file" / "m.safetensors")  # its parent is a file
 
 
 def test_attack_text_command(tmp_path: Path) -> None:
@@ -168,6 +217,7 @@ def test_attack_text_command(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (["--attacks", "teleport"], "unknown text attack"),
     (["--max-rate", "0"], "--max-rate"),
+    (["--max-edit-distance", "-1"], "--max-edit-distance: max_distance must be >= 0"),
     (["--data", "missing.csv"], "no file"),
     (["--model", "nowhere.bin"], "--model"),
 ])

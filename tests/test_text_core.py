@@ -84,8 +84,9 @@ def test_classifier_batches_and_counts() -> None:
     assert model.queries == 7
     assert model.predict(["xx", "XX"]).tolist() == [0, 1]
     assert model.queries == 9
+    assert model.calls == 3 + 1  # one call per batch of at most 3 texts
     model.reset_queries()
-    assert model.queries == 0
+    assert model.queries == 0 and model.calls == 0
 
 
 def test_classifier_decodes_utf8_bytes() -> None:
@@ -206,6 +207,58 @@ def test_attack_is_seeded_and_combines_transformations() -> None:
     a = attack(model, ["abc def", "ghi jkl"], [0, 0])
     b = attack(model, ["abc def", "ghi jkl"], [0, 0])
     assert a.adversarial == b.adversarial
+
+
+class RandomCapital(Transformation):
+    """Two of the word's one-capital variants, drawn with the search's random generator."""
+
+    name = "random-capital"
+
+    def candidates(self, tokens: Tokens, index: int, rng: random.Random) -> list[str]:
+        word = tokens.words[index]
+        variants = [word[:i] + word[i].upper() + word[i + 1:] for i in range(len(word))]
+        return rng.sample(variants, min(2, len(variants)))
+
+
+ORDER_TEXTS = ["ordinary lowercase words here", "another sentence of plain words",
+               "quiet evenings with long novels", "seven bright lanterns glowing",
+               "rivers wander through valleys slowly", "gentle breezes across meadows"]
+
+
+def test_results_do_not_depend_on_the_order_or_company_of_the_texts() -> None:
+    """Each text's random generator comes from the seed and the text, not its position."""
+    attack = WordAttack(RandomCapital(), seed=5)
+
+    def adversarial(texts: list[str]) -> dict[str, str]:
+        result = attack(TextClassifier(count_upper, 2), texts, [0] * len(texts))
+        assert bool(result.success.all())
+        return dict(zip(result.original, result.adversarial, strict=True))
+
+    everything = adversarial(ORDER_TEXTS)
+    assert adversarial(ORDER_TEXTS[::-1]) == everything
+    assert adversarial(ORDER_TEXTS[2:]) == {t: everything[t] for t in ORDER_TEXTS[2:]}
+    assert adversarial([ORDER_TEXTS[3]]) == {ORDER_TEXTS[3]: everything[ORDER_TEXTS[3]]}
+    # The seed still matters.
+    other = WordAttack(RandomCapital(), seed=6)(TextClassifier(count_upper, 2), ORDER_TEXTS,
+                                                [0] * len(ORDER_TEXTS))
+    assert other.adversarial != [everything[t] for t in ORDER_TEXTS]
+
+
+def test_text_random_generator_is_the_same_in_every_process() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from rampart.text.attack import text_rng
+
+    code = ("from rampart.text.attack import text_rng; "
+            "print(text_rng(7, 'caf\\u00e9 noir').random())")
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                         env=env, timeout=120).stdout
+    assert float(out) == text_rng(7, "caf\u00e9 noir").random()
+    assert text_rng(7, "a").random() != text_rng(7, "b").random()
+    assert text_rng(7, "a").random() != text_rng(8, "a").random()
 
 
 def test_lockstep_batches_do_not_change_results() -> None:

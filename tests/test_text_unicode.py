@@ -15,6 +15,7 @@ from rampart.text import Tokens
 from rampart.text.bidi import BIDI_CONTROLS, PDF, RLO, BidiReorder, encode_segment, visual_order
 from rampart.text.char_edits import KEYBOARD, CharEdits
 from rampart.text.confusables import confusable_pairs, lookalikes, to_ascii
+from rampart.text.constraints import levenshtein  # checked against the definition elsewhere
 from rampart.text.detector import SanitiserDetector, Unflagged, evaluate_text_detector
 from rampart.text.display import changes, visible
 from rampart.text.homoglyphs import Homoglyphs
@@ -27,15 +28,6 @@ WORDS = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
 
 def cands(transformation, word: str, seed: int = 0) -> list[str]:  # noqa: ANN001
     return transformation.candidates(Tokens.from_text(word), 0, random.Random(seed))
-
-
-def levenshtein(a: str, b: str) -> int:
-    row = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, cb in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
-    return row[-1]
 
 
 # --------------------------------------------------------------------------- the table

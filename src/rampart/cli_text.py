@@ -23,7 +23,6 @@ if TYPE_CHECKING:  # the CLI imports this module at start-up: keep torch out of 
     from rampart.text.report import TextAttackReport
 
 DEFAULT_OUT = Path("reports/attack-text")
-BUILT_IN = ("sentiment", "spam")
 
 
 @dataclass
@@ -61,9 +60,6 @@ class TextAttackRequest:
                 raise ConfigError(f"{name} must be at least 1, got {value}.")
         if self.max_rate is not None and not 0 < self.max_rate <= 1:
             raise ConfigError(f"--max-rate must be in (0, 1], got {self.max_rate}.")
-        if self.max_edit_distance is not None and self.max_edit_distance < 1:
-            raise ConfigError(f"--max-edit-distance must be at least 1, got "
-                              f"{self.max_edit_distance}.")
         if self.min_similarity is not None and not -1 <= self.min_similarity <= 1:
             raise ConfigError(f"--min-similarity must be in [-1, 1], got {self.min_similarity}.")
         for name in self.attacks or []:
@@ -85,10 +81,10 @@ def _split(texts: list[str], labels: list[int], n_eval: int, seed: int
 
 
 def _load_data(request: TextAttackRequest) -> dict[str, Any]:
-    from rampart.text.corpus import load_corpus
+    from rampart.text.corpus import CORPORA, load_corpus
     from rampart.text.files import load_labelled_texts
 
-    if request.data in BUILT_IN:
+    if request.data in CORPORA:
         total = request.samples + (0 if request.model else request.train)
         texts, labels, names = load_corpus(request.data, max(total, 2), request.seed)
         source = f"built-in {request.data} corpus (seed {request.seed})"
@@ -156,7 +152,10 @@ def _attacks(request: TextAttackRequest) -> list[Any]:
     if request.max_rate is not None:
         constraints.append(MaxModificationRate(request.max_rate))
     if request.max_edit_distance is not None:
-        constraints.append(MaxEditDistance(request.max_edit_distance))
+        try:  # MaxEditDistance states the rule; the message names the option
+            constraints.append(MaxEditDistance(request.max_edit_distance))
+        except ConfigError as exc:
+            raise ConfigError(f"--max-edit-distance: {exc}.") from None
     if request.min_similarity is not None:  # the most expensive check goes last
         constraints.append(SentenceSimilarity(request.min_similarity))
     return [WordAttack(make_transformation(name, request.max_edits), constraints,
@@ -173,11 +172,10 @@ def run_text_attack_command(request: TextAttackRequest,
     from rampart.text.report import TextAttackReport
 
     request.check()
+    attacks = _attacks(request)  # refuses bad constraint settings before any training
     data = _load_data(request)
     model, model_info = _load_model(request, data)
-    attacks = _attacks(request)
     eval_x, eval_y = data["eval"]
-    clean_acc = float((model.predict(eval_x).numpy() == eval_y).mean())
     results = []
     for attack in attacks:
         def step(n: int, name: str = attack.name) -> None:
@@ -188,7 +186,9 @@ def run_text_attack_command(request: TextAttackRequest,
     adaptive_rows: list[Any] = []
     detector: dict[str, Any] = {}
     if request.sanitiser:
-        adaptive_rows, detector = adaptive_evaluation(model, attacks, eval_x, eval_y)
+        adaptive_rows, detector = adaptive_evaluation(model, attacks, eval_x, eval_y,
+                                                      bare_results=results)
+    clean_acc = results[0].summary()["clean_accuracy"]
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(request).items()}
     report = TextAttackReport(
         model={**model_info, "classes": data["names"], "queries": model.queries},
@@ -260,7 +260,6 @@ def attack_text(
             max_edit_distance=max_edit_distance, min_similarity=min_similarity,
             sanitiser=sanitiser, batch_size=batch_size, device=device, seed=seed,
             out_dir=out_dir)
-        request.check()
         with _progress(quiet or as_json) as bar:
             task = bar.add_task("attacking", total=None)
 

@@ -9,12 +9,15 @@ number overstates the defence; ``adaptive_evaluation`` reports both, plus the de
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rampart.text.attack import WordAttack, check_labels
-from rampart.text.classifier import TextClassifier, check_texts
+from rampart.errors import ConfigError
+from rampart.text.attack import WordAttack
+from rampart.text.classifier import TextClassifier, check_labels, check_texts
 from rampart.text.detector import SanitiserDetector, Unflagged, evaluate_text_detector
+from rampart.text.result import TextAttackResult
 from rampart.text.sanitize import SanitisedClassifier, Sanitiser
 
 
@@ -50,8 +53,15 @@ def adaptive_evaluation(
     texts: Sequence[str],
     labels: object,
     sanitiser: Sanitiser | None = None,
+    *,
+    bare_results: Sequence[TextAttackResult] | None = None,
 ) -> tuple[list[AdaptiveRow], dict[str, object]]:
     """Run each attack naively and adaptively against ``SanitisedClassifier(model)``.
+
+    ``bare_results``: optional, one result per attack of ``attack(model, texts, labels)``
+    already computed by the caller; its rows are reused instead of running the bare attack
+    again (a text's outcome depends only on the text, its label, the model and the attack,
+    so the rows are the same as a fresh run on the subset).
 
     Returns one ``AdaptiveRow`` per attack and the detector's false-positive rate on the
     clean texts (``{"clean_fpr": ..., "clean": n}``).
@@ -59,6 +69,8 @@ def adaptive_evaluation(
     sanitiser = sanitiser or Sanitiser()
     texts = check_texts(texts)
     y = check_labels(labels, len(texts), model.num_classes)
+    if bare_results is not None:
+        _check_bare_results(attacks, bare_results, texts)
     defended = SanitisedClassifier(model, sanitiser)
     detector = SanitiserDetector(sanitiser)
     keep = (model.predict(texts) == y) & (defended.predict(texts) == y)
@@ -66,12 +78,13 @@ def adaptive_evaluation(
     sub, y_sub = [texts[i] for i in idx], y[idx]
     clean_report = evaluate_text_detector(detector, texts, [])
     rows = []
-    for attack in attacks:
+    for k, attack in enumerate(attacks):
         n = len(sub)
         if n == 0:
             rows.append(AdaptiveRow(attack.name, 0, 0.0, 0.0, 0.0, None, 0.0, 0.0, 0.0))
             continue
-        bare = attack(model, sub, y_sub)
+        bare = (attack(model, sub, y_sub) if bare_results is None
+                else bare_results[k].subset(idx))
         fooled = [a for a, s in zip(bare.adversarial, bare.success.tolist(), strict=True) if s]
         naive = 0.0
         detected = None
@@ -80,11 +93,8 @@ def adaptive_evaluation(
             naive = float(still.sum()) / n
             detected = float(detector.flag(fooled).float().mean())
         adaptive = attack(defended, sub, y_sub)
-        evasive_attack = WordAttack(
-            attack.transformation, [*attack.constraints, Unflagged(detector)],
-            search=attack.search, max_queries=attack.max_queries, seed=attack.seed,
-            name=attack.name,
-        )
+        evasive_attack = copy.copy(attack)
+        evasive_attack.constraints = [*attack.constraints, Unflagged(detector)]
         evasive = evasive_attack(model, sub, y_sub)
         rows.append(AdaptiveRow(
             attack=attack.name, attacked=n,
@@ -95,6 +105,18 @@ def adaptive_evaluation(
             adaptive_queries=float(adaptive.queries.float().mean()),
         ))
     return rows, {"clean": clean_report.clean, "clean_fpr": clean_report.fpr}
+
+
+def _check_bare_results(attacks: Sequence[WordAttack], results: Sequence[TextAttackResult],
+                        texts: list[str]) -> None:
+    """Refuse bare results that are not one per attack, on exactly ``texts``."""
+    if len(results) != len(attacks):
+        raise ConfigError(f"got {len(results)} bare results for {len(attacks)} attacks; give "
+                          "one per attack, in the same order")
+    for attack, result in zip(attacks, results, strict=True):
+        if result.attack != attack.name or result.original != texts:
+            raise ConfigError(f"the bare result for {attack.name!r} is not that attack's result "
+                              "on these texts; pass attack(model, texts, labels) for each attack")
 
 
 def adaptive_table(rows: Sequence[AdaptiveRow]) -> str:

@@ -2,8 +2,9 @@
 ``attack(model, texts, labels)``.
 
 The attack checks its inputs once, queries the clean texts in one batch, skips texts the
-model already gets wrong, then runs the search on each remaining text with its own seeded
-random generator, so results do not depend on the order of the texts.
+model already gets wrong, then runs the search on each remaining text with its own random
+generator, seeded from the attack's seed and the text itself, so results do not depend on the
+order of the texts, on which other texts are attacked with it, or on the process.
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ import random
 import time
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
 
-from rampart.errors import ConfigError, PartialResultError, TargetError, TextInputError
+from rampart.errors import ConfigError, PartialResultError, TargetError
 from rampart.text.base import CompositeTransformation, Constraint, Transformation
-from rampart.text.classifier import TextClassifier, check_texts
+from rampart.text.classifier import TextClassifier, check_labels, check_texts
 from rampart.text.result import TextAttackResult
 from rampart.text.search import greedy_search_batch
 from rampart.text.tokens import Tokens
@@ -26,20 +26,10 @@ SEARCHES = ("greedy",)
 ProgressFn = Callable[[int], None]
 
 
-def check_labels(labels: object, n: int, num_classes: int) -> torch.Tensor:
-    """Labels as an int64 tensor of length ``n`` with values in ``[0, num_classes)``."""
-    try:
-        y = torch.as_tensor(np.asarray(labels)).long().reshape(-1)
-    except (TypeError, ValueError) as exc:
-        raise TextInputError(f"labels must be integers: {exc}") from None
-    if y.numel() != n:
-        raise TextInputError(f"got {y.numel()} labels for {n} texts; give one label per text")
-    if n and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise TextInputError(
-            f"labels must lie in [0, {num_classes - 1}] for a {num_classes}-class model, got "
-            f"values from {int(y.min())} to {int(y.max())}"
-        )
-    return y
+def text_rng(seed: int, text: str) -> random.Random:
+    """The random generator for attacking ``text``: from the seed and the text only (string
+    seeds hash with SHA-512, so the stream is the same in every process)."""
+    return random.Random(f"{seed}:{text}")
 
 
 class WordAttack:
@@ -50,7 +40,7 @@ class WordAttack:
         constraints: every proposal must pass all of them (cheapest first is fastest).
         search: ``"greedy"``: greedy word-importance ranking by deletion.
         max_queries: model queries allowed per text, including the clean query.
-        seed: seeds each text's random generator (``seed`` + the text's position).
+        seed: seeds each text's random generator, together with the text itself.
         name: the attack's name in reports (default: the transformation's name).
         batch_size: texts searched together in lockstep (their candidates share model
             calls); default: the model's batch size. Results do not depend on it.
@@ -149,7 +139,7 @@ class WordAttack:
                 outcomes = greedy_search_batch(
                     model, tokens, [int(y[i]) for i in todo],
                     [float(probs[i, y[i]]) for i in todo], self.transformation,
-                    self.constraints, [random.Random(self.seed + i) for i in todo],
+                    self.constraints, [text_rng(self.seed, originals[i]) for i in todo],
                     self.max_queries,
                 )
                 for i, words, outcome in zip(todo, tokens, outcomes, strict=True):

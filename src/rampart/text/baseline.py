@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from rampart.errors import ConfigError, ModelLoadError, TextInputError
-from rampart.text.classifier import TextClassifier, check_texts
+from rampart.errors import ConfigError, ModelLoadError
+from rampart.text.classifier import TextClassifier, check_labels, check_texts
 
 _WORD = re.compile(r"\w+")
 FORMAT = "rampart.text.baseline/1"
@@ -113,14 +113,7 @@ class BaselineTextModel(nn.Module):
     ) -> BaselineTextModel:
         """Train on ``texts`` / ``labels`` with Adam and cross-entropy; returns ``self``."""
         texts = check_texts(texts)
-        y = torch.as_tensor(np.asarray(labels)).long().reshape(-1)
-        if y.numel() != len(texts):
-            raise TextInputError(f"got {y.numel()} labels for {len(texts)} texts")
-        if int(y.min()) < 0 or int(y.max()) >= self.num_classes:
-            raise TextInputError(
-                f"labels must lie in [0, {self.num_classes - 1}], got {int(y.min())}.."
-                f"{int(y.max())}"
-            )
+        y = check_labels(labels, len(texts), self.num_classes)
         encoded = [self.encode([t])[0] for t in texts]
         generator = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
@@ -154,10 +147,17 @@ class BaselineTextModel(nn.Module):
     def save(self, path: str | Path) -> Path:
         """Write weights and settings to one safetensors file; returns its path."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-        save_file(tensors, str(path), metadata={"format": FORMAT,
-                                                 "settings": json.dumps(self.settings())})
+        try:
+            if path.is_dir():
+                raise IsADirectoryError(21, "it is a folder; give a file name")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file(tensors, str(path), metadata={"format": FORMAT,
+                                                     "settings": json.dumps(self.settings())})
+        except (OSError, SafetensorError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise ConfigError(f"cannot write the text model to {path}: {reason}; choose a "
+                              "file in a folder you can write to") from None
         return path
 
     @classmethod
@@ -177,8 +177,14 @@ class BaselineTextModel(nn.Module):
                 f"{path} is not a rampart baseline text model (format "
                 f"{metadata.get('format')!r}); save one with BaselineTextModel.save"
             )
-        settings = json.loads(metadata["settings"])
-        model = cls(settings.pop("num_classes"), **settings)
+        try:
+            settings = json.loads(metadata["settings"])
+            model = cls(settings.pop("num_classes"), **settings)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ModelLoadError(
+                f"{path} has missing or damaged model settings in its metadata "
+                f"({type(exc).__name__}: {exc}); save the model again with BaselineTextModel.save"
+            ) from None
         try:
             model.load_state_dict(tensors)
         except RuntimeError as exc:

@@ -1,6 +1,6 @@
 """``TextClassifier``: any callable on a list of strings that returns logits, made safe to attack.
 
-The wrapper checks texts once at the boundary (clear errors for empty strings, non-strings and
+The wrapper checks the texts of every call (clear errors for empty strings, non-strings and
 bytes that are not UTF-8), splits calls into batches, converts NumPy / list outputs to a float
 tensor of shape ``[n, num_classes]`` and counts every text it sends to the model, so attacks
 can report exact query costs.
@@ -65,6 +65,22 @@ def check_texts(texts: object) -> list[str]:
     return out
 
 
+def check_labels(labels: object, n: int, num_classes: int) -> torch.Tensor:
+    """Labels as an int64 tensor of length ``n`` with values in ``[0, num_classes)``."""
+    try:
+        y = torch.as_tensor(np.asarray(labels)).long().reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise TextInputError(f"labels must be integers: {exc}") from None
+    if y.numel() != n:
+        raise TextInputError(f"got {y.numel()} labels for {n} texts; give one label per text")
+    if n and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise TextInputError(
+            f"labels must lie in [0, {num_classes - 1}] for a {num_classes}-class model, got "
+            f"values from {int(y.min())} to {int(y.max())}"
+        )
+    return y
+
+
 def to_logits(output: Any, n: int, num_classes: int) -> torch.Tensor:
     """Convert a model's output for ``n`` texts to a float32 CPU tensor ``[n, num_classes]``."""
     if isinstance(output, torch.Tensor):
@@ -77,8 +93,6 @@ def to_logits(output: Any, n: int, num_classes: int) -> torch.Tensor:
                 f"the text model returned {type(output).__name__}, which is not an array of "
                 f"logits: {exc}"
             ) from None
-    if logits.ndim == 1 and num_classes == 1:
-        logits = logits[:, None]
     if tuple(logits.shape) != (n, num_classes):
         raise ModelOutputError(
             f"the text model returned shape {tuple(logits.shape)} for {n} texts; expected "
@@ -101,6 +115,8 @@ class TextClassifier:
         batch_size: the most texts sent to ``fn`` in one call.
         max_queries: optional total budget; a call that would exceed it raises
             ``QueryBudgetError`` before querying.
+
+    ``queries`` counts the texts sent to ``fn`` and ``calls`` the calls to it.
     """
 
     def __init__(
@@ -128,6 +144,7 @@ class TextClassifier:
         self.batch_size = int(batch_size)
         self.max_queries = max_queries
         self.queries = 0
+        self.calls = 0
 
     def __repr__(self) -> str:
         return (
@@ -136,8 +153,9 @@ class TextClassifier:
         )
 
     def reset_queries(self) -> None:
-        """Set the query count back to zero."""
+        """Set the query and call counts back to zero."""
         self.queries = 0
+        self.calls = 0
 
     def logits(self, texts: Sequence[str]) -> torch.Tensor:
         """Logits ``[len(texts), num_classes]`` (float32, CPU); counts ``len(texts)`` queries."""
@@ -150,6 +168,7 @@ class TextClassifier:
         chunks = []
         for start in range(0, len(checked), self.batch_size):
             batch = checked[start : start + self.batch_size]
+            self.calls += 1
             try:
                 output = self.fn(batch)
             except RampartError:

@@ -183,10 +183,12 @@ class SentenceSimilarity(TextConstraint):
         batch_size: the most texts encoded in one encoder call.
 
     ``allows_batch`` encodes all proposals for a word in as few calls as ``batch_size``
-    permits; the original's embedding is computed once per text.
+    permits; the originals' embeddings are cached by text (up to ``CACHE_SIZE`` of them, then
+    the cache starts afresh), so each original is encoded once per attack run.
     """
 
     name = "sentence-similarity"
+    CACHE_SIZE = 4096
 
     def __init__(
         self, min_cosine: float = 0.8, encoder: Encoder | None = None, *, batch_size: int = 64
@@ -200,7 +202,7 @@ class SentenceSimilarity(TextConstraint):
         self.min_cosine = float(min_cosine)
         self.batch_size = int(batch_size)
         self._encoder = encoder
-        self._original: tuple[str, torch.Tensor] | None = None
+        self._originals: dict[str, torch.Tensor] = {}
 
     def __repr__(self) -> str:
         encoder = "MiniLM" if self._encoder is None else getattr(
@@ -235,9 +237,12 @@ class SentenceSimilarity(TextConstraint):
         return torch.cat(chunks)
 
     def _original_embedding(self, text: str) -> torch.Tensor:
-        if self._original is None or self._original[0] != text:
-            self._original = (text, self.encode([text])[0])
-        return self._original[1]
+        cached = self._originals.get(text)
+        if cached is None:
+            if len(self._originals) >= self.CACHE_SIZE:
+                self._originals.clear()
+            cached = self._originals[text] = self.encode([text])[0]
+        return cached
 
     def similarities(self, original: str, texts: Sequence[str]) -> torch.Tensor:
         """Cosine similarity of each of ``texts`` with ``original``."""

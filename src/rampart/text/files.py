@@ -41,6 +41,39 @@ def _labels(raw: list[str], path: Path) -> tuple[list[int], list[str]]:
     return [index[r.strip()] for r in raw], names
 
 
+def _read_csv(path: Path, content: str, text_column: str, label_column: str
+              ) -> tuple[list[str], list[str]]:
+    """The texts and raw labels of a CSV with a header; malformed CSV is a ``DataLoadError``."""
+    texts: list[str] = []
+    raw: list[str] = []
+    reader = csv.DictReader(io.StringIO(content, newline=""), strict=True)
+    try:
+        fields = reader.fieldnames or []
+        for column in (text_column, label_column):
+            if column not in fields:
+                raise DataLoadError(
+                    f"{path} has no {column!r} column (columns: {', '.join(fields) or 'none'});"
+                    " name them with --text-column / --label-column"
+                )
+        for row in reader:
+            number = reader.line_num
+            text, label = row.get(text_column), row.get(label_column)
+            if text is None or label is None or not label.strip():
+                raise DataLoadError(f"{path} line {number}: missing text or label")
+            if not text.strip():
+                raise TextInputError(f"{path} line {number}: the text is empty")
+            texts.append(text)
+            raw.append(label)
+    except csv.Error as exc:
+        start = reader.line_num + 1  # the line_num of the last row read whole, plus one
+        raise DataLoadError(
+            f"{path} is not valid CSV in the row starting on line {start}: {exc}; quote "
+            'fields that contain commas, quotes or line breaks ("...", with "" for a quote '
+            "inside)"
+        ) from None
+    return texts, raw
+
+
 def load_labelled_texts(
     path: str | Path, *, text_column: str = "text", label_column: str = "label"
 ) -> tuple[list[str], list[int], list[str]]:
@@ -54,22 +87,7 @@ def load_labelled_texts(
     texts: list[str] = []
     raw: list[str] = []
     if path.suffix.lower() == ".csv":
-        reader = csv.DictReader(io.StringIO(content, newline=""))
-        fields = reader.fieldnames or []
-        for column in (text_column, label_column):
-            if column not in fields:
-                raise DataLoadError(
-                    f"{path} has no {column!r} column (columns: {', '.join(fields) or 'none'});"
-                    " name them with --text-column / --label-column"
-                )
-        for number, row in enumerate(reader, start=2):
-            text, label = row.get(text_column), row.get(label_column)
-            if text is None or label is None or not label.strip():
-                raise DataLoadError(f"{path} line {number}: missing text or label")
-            if not text.strip():
-                raise TextInputError(f"{path} line {number}: the text is empty")
-            texts.append(text)
-            raw.append(label)
+        texts, raw = _read_csv(path, content, text_column, label_column)
     else:
         for number, line in enumerate(content.splitlines(), start=1):
             if not line.strip():

@@ -50,7 +50,6 @@ TRANSFORMATIONS: dict[str, Callable[[int], Transformation]] = {
     "bidi": _bidi,
     "synonyms": _synonyms,
 }
-UNICODE_ATTACKS = ("invisible", "homoglyphs", "bidi")
 
 
 def make_transformation(name: str, max_edits: int = 1) -> Transformation:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -47,6 +48,25 @@ class TextAttackResult:
         if self.skipped is None:
             return torch.ones(len(self), dtype=torch.bool)
         return ~self.skipped
+
+    def subset(self, indices: Sequence[int]) -> TextAttackResult:
+        """The rows at ``indices``, in that order (same attack, config and runtime)."""
+        idx = list(indices)
+        rows = torch.tensor(idx, dtype=torch.long)
+
+        def pick(column: torch.Tensor | None) -> torch.Tensor | None:
+            return None if column is None else column[rows]
+
+        return TextAttackResult(
+            original=[self.original[i] for i in idx],
+            adversarial=[self.adversarial[i] for i in idx],
+            labels=self.labels[rows], success=self.success[rows], queries=self.queries[rows],
+            modified_words=self.modified_words[rows],
+            modification_rate=self.modification_rate[rows],
+            clean_predictions=pick(self.clean_predictions),
+            adv_predictions=pick(self.adv_predictions), skipped=pick(self.skipped),
+            attack=self.attack, config=self.config, runtime=self.runtime,
+        )
 
     def summary(self) -> dict[str, float]:
         """Success rate over attacked samples, mean queries and modification rate (over the

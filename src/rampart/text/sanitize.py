@@ -18,7 +18,7 @@ import torch
 
 from rampart.errors import ConfigError
 from rampart.text.bidi import BIDI_CONTROLS, visual_order
-from rampart.text.classifier import TextClassifier, check_texts
+from rampart.text.classifier import TextClassifier
 from rampart.text.confusables import to_ascii
 
 NORMAL_FORMS = ("NFC", "NFKC", "NFD", "NFKD")
@@ -161,4 +161,4 @@ class SanitisedClassifier(TextClassifier):
     def _forward(self, texts: list[str]) -> torch.Tensor:
         clean = [s if s.strip() else t for s, t in zip(self.sanitiser.sanitise(texts), texts,
                                                           strict=True)]
-        return self.model.logits(check_texts(clean))
+        return self.model.logits(clean)  # both logits calls check the texts

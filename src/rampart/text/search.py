@@ -5,7 +5,8 @@ class; then, in that order, each word is replaced by the transformation's candid
 lowers it most among those every constraint allows, until the label flips or the query
 budget is spent. Texts are searched in lockstep: one model call scores the deletions of
 every text, and each later call scores all candidates for the current word of every text
-still running, so a GPU model sees large batches. Each text keeps its own random generator
+still running (``TextClassifier`` splits it into chunks of its ``batch_size``), so a GPU model
+sees large batches. Each text keeps its own random generator
 and budget, so its outcome does not depend on the other texts in the batch.
 """
 
@@ -199,18 +200,3 @@ def greedy_search_batch(
         running = [s for s, _, _ in spans if not s.success]
     return [s.outcome() for s in searches]
 
-
-def greedy_search(
-    model: TextClassifier,
-    tokens: Tokens,
-    label: int,
-    clean_prob: float,
-    transformation: Transformation,
-    constraints: Sequence[Constraint],
-    rng: random.Random,
-    max_queries: int,
-    queries: int = 1,
-) -> SearchOutcome:
-    """``greedy_search_batch`` for one text."""
-    return greedy_search_batch(model, [tokens], [label], [clean_prob], transformation,
-                               constraints, [rng], max_queries, queries)[0]
