@@ -144,6 +144,30 @@ def test_bad_settings_are_config_errors(tmp_path):
         AuditLog(f"sqlite:///{tmp_path / 'a.db'}", retry_seconds=0)
 
 
+def test_a_bad_audit_log_url_speaks_of_the_audit_log_not_the_history(tmp_path):
+    from rampart.evaluate.history import HistoryStore
+
+    with pytest.raises(ConfigError) as info:
+        AuditLog("mysql://u@h/db")
+    assert "the audit log lives in SQLite or PostgreSQL, not 'mysql'" in str(info.value)
+    assert "sqlite:///path/to/guard-audit.db" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        AuditLog(str(tmp_path))  # a folder
+    message = str(info.value)
+    assert f"the audit log database '{tmp_path}' is a folder; give a file path such as " \
+        f"{tmp_path / 'guard-audit.db'}" in message
+    assert "history" not in message and "--db" not in message
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="set audit_log.url to a writable path"):
+        AuditLog(f"sqlite:///{blocker / 'sub' / 'audit.db'}")
+    with pytest.raises(ConfigError, match=r"the history database .* is a folder; give a file "
+                                          r"path such as .*history\.db"):
+        HistoryStore(tmp_path)  # the history's own wording is unchanged
+    with pytest.raises(ConfigError, match="pass --db with a writable path"):
+        HistoryStore(blocker / "sub" / "history.db")
+
+
 def test_default_spill_file_sits_next_to_the_database(tmp_path):
     with AuditLog(f"sqlite:///{tmp_path / 'audit.db'}") as log:
         assert log.spill_path == tmp_path / "audit.db.spill.jsonl"

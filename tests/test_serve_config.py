@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ httpx = pytest.importorskip("httpx")
 
 from typer.testing import CliRunner  # noqa: E402
 
+from postgres_support import free_port  # noqa: E402
 from rampart.cli import app  # noqa: E402
 from rampart.errors import ConfigError, ModelLoadError  # noqa: E402
 from rampart.loading import save_weights  # noqa: E402
@@ -51,6 +51,50 @@ def test_relative_paths_are_taken_from_the_config_folder(tmp_path):
     assert config.keys.store == str(tmp_path / "keys.json")
     assert config.audit_log.url == f"sqlite:///{tmp_path / 'audit.db'}"
     assert config.report == str(tmp_path / "reports" / "report.json")
+
+
+@pytest.mark.parametrize(("spec", "resolved"), [
+    ("net.ptl", "{folder}/net.ptl"),                      # every suffix rampart.loading knows
+    ("net.torchscript", "{folder}/net.torchscript"),
+    ("models/scripted", "{folder}/models/scripted"),      # a path, whatever its suffix
+    ("models/net.py:build", "{folder}/models/net.py:build"),
+    ("/srv/net.pt", "/srv/net.pt"),
+    ("rampart.zoo:digits_cnn", "rampart.zoo:digits_cnn"),  # a module, not a file
+])
+def test_model_files_in_the_spec_are_taken_from_the_config_folder(tmp_path, spec, resolved):
+    config = load_guard_config(write_yaml(tmp_path / "guard.yaml", {
+        "model": {"spec": spec, "input_shape": [1, 8, 8]}}))
+    assert config.model.spec == resolved.format(folder=tmp_path)
+
+
+@pytest.mark.parametrize(("url", "resolved"), [
+    ("audit.db", "{folder}/audit.db"),
+    ("logs/audit.db", "{folder}/logs/audit.db"),
+    ("sqlite+pysqlite:///audit.db", "sqlite+pysqlite:///{folder}/audit.db"),
+    ("sqlite:///audit.db?timeout=5", "sqlite:///{folder}/audit.db?timeout=5"),
+    ("sqlite:////srv/audit.db", "sqlite:////srv/audit.db"),
+    ("sqlite:///:memory:", "sqlite:///:memory:"),
+    ("postgresql+psycopg://u:pw@db.example/audit", "postgresql+psycopg://u:pw@db.example/audit"),
+])
+def test_every_spelling_of_a_relative_audit_database_is_taken_from_the_config_folder(
+        tmp_path, url, resolved):
+    config = load_guard_config(write_yaml(tmp_path / "guard.yaml", {
+        "model": {"spec": "rampart.zoo:digits_cnn", "input_shape": [1, 8, 8]},
+        "audit_log": {"url": url}}))
+    assert config.audit_log.url == resolved.format(folder=tmp_path)
+
+
+def test_a_relative_audit_database_is_made_in_the_config_folder(tmp_path, monkeypatch):
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_guard_config(write_yaml(tmp_path / "guard.yaml", {
+        "model": {"spec": "rampart.zoo:digits_cnn", "input_shape": [1, 8, 8]},
+        "audit_log": {"url": "sqlite+pysqlite:///audit.db"}}))
+    with AuditLog(config.audit_log.url) as log:
+        log.record({"decision": "answered", "status_code": 200})
+        assert log.flush(20)
+    assert (tmp_path / "audit.db").is_file() and list(elsewhere.iterdir()) == []
 
 
 def test_config_problems_are_listed_in_one_clear_error(tmp_path):
@@ -125,12 +169,6 @@ def test_serve_says_what_it_guards_and_warns_when_no_key_can_get_in(tmp_path, mo
     assert "monitors: none" in result.output and "http://127.0.0.1:8123/v1/predict" in result.output
     assert "warning: no active key, so every request gets 401" in result.output
     assert "rampart keys create NAME --store" in result.output
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_serve_process_answers_reloads_on_sighup_and_drains_on_sigterm(tmp_path, trained_net,

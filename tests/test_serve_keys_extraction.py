@@ -101,3 +101,59 @@ def test_threads_observing_at_once_count_every_query(streams):
     for k in range(3):  # every query but each class's first adds one distance, in any order
         labels = torch.cat([y_nat[60 * k:60 * k + 60], y_nat[60 * (k + 3):60 * (k + 3) + 60]])
         assert guard.status(f"k_{k}")["distances"] == 120 - len(labels.unique())
+
+
+def test_save_encodes_the_stored_queries_outside_the_lock(streams, tmp_path, monkeypatch):
+    """observe() waits for the lock save() takes: only the cheap snapshot happens under it,
+    the base64 encoding and the JSON after; the file is what state() describes."""
+    import rampart.extraction.prada as prada
+
+    (x_nat, y_nat), (x_thief, y_thief) = streams
+    guard = ExtractionGuard(min_queries=20)
+    _feed(guard, "k_alice", x_nat[:100], y_nat[:100])
+    _feed(guard, "k_mallory", x_thief[:100], y_thief[:100])
+    held = []
+    encode = prada._encode
+
+    def watched(a):
+        held.append(guard._lock.locked())
+        return encode(a)
+
+    monkeypatch.setattr(prada, "_encode", watched)
+    path = guard.save(tmp_path / "prada.json")
+    assert held and not any(held)
+    monkeypatch.setattr(prada, "_encode", encode)
+    saved = json.loads(path.read_text())
+    assert saved["monitor"] == json.loads(json.dumps(guard._monitor.state()))
+    restored = ExtractionGuard.load(path)
+    assert restored.status("k_alice")["queries"] == 100
+    assert restored.status("k_mallory") == guard.status("k_mallory")
+
+
+def test_resuming_reads_the_state_file_once_and_the_config_settings_win(streams, tmp_path,
+                                                                       monkeypatch):
+    import rampart.serve.extraction_guard as extraction_guard
+    from rampart.serve.config import ExtractionSettings
+    from rampart.serve.extraction_state import open_extraction_guard
+
+    (x_nat, y_nat), _ = streams
+    guard = ExtractionGuard(delta=0.9, min_queries=20, test_every=10, window=1500)
+    _feed(guard, "k_alice", x_nat[:50], y_nat[:50])
+    path = guard.save(tmp_path / "prada.json")
+    parsed = []
+    loads = json.loads
+
+    def counted(text, *args, **kwargs):
+        parsed.append(1)
+        return loads(text, *args, **kwargs)
+
+    monkeypatch.setattr(extraction_guard.json, "loads", counted)
+    resumed = open_extraction_guard(ExtractionSettings(
+        delta=0.8, min_queries=2000, test_every=5, state_path=str(path)))
+    monkeypatch.setattr(extraction_guard.json, "loads", loads)
+    assert len(parsed) == 1
+    settings = resumed.summary()["settings"]
+    assert (settings["delta"], settings["min_distances"], settings["test_every"]) == \
+        (0.8, 2000, 5)
+    assert settings["window"] == 2000  # grown to hold min_queries distances
+    assert resumed.status("k_alice")["queries"] == 50

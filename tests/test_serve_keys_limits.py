@@ -12,12 +12,7 @@ import pytest
 
 from rampart.errors import ConfigError, InputError
 from rampart.serve.keys import KeyRecord, KeyStoreError
-from rampart.serve.limits import (
-    ClientLimits,
-    RequestTooLargeError,
-    check_request_size,
-    parse_rate,
-)
+from rampart.serve.limits import ClientLimits, parse_rate
 from thread_support import run_racing
 
 
@@ -124,21 +119,43 @@ def test_a_refund_gives_back_budget_and_tokens():
 
 def test_budgets_survive_a_restart_through_the_state_file(tmp_path):
     path, clock = tmp_path / "usage.json", Clock()
-    limits = ClientLimits(None, default_query_budget=10, state_path=path, clock=clock,
-                          save_interval=5)
+    limits = ClientLimits(None, default_query_budget=10, state_path=path, clock=clock)
     k = key()
-    assert limits.check(k, 4).allowed and not path.exists()  # saved at most every 5 s
+    assert limits.check(k, 4).allowed and not path.exists()  # only save() writes
     clock.now += 5
-    assert limits.check(k, 1).allowed and json.loads(path.read_text())["used"] == {"k_a": 5}
+    assert limits.check(k, 1).allowed
+    limits.save()
+    assert json.loads(path.read_text())["used"] == {"k_a": 5}
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert limits.check(k, 3).allowed
-    limits.close()
+    limits.save()
     restarted = ClientLimits(None, default_query_budget=10, state_path=path, clock=clock)
     assert restarted.usage("k_a")["used"] == 8
     assert restarted.check(k, 2).allowed and not restarted.check(k, 1).allowed
     path.write_text("{broken")
     with pytest.raises(KeyStoreError, match=r"usage.json is damaged; restore it .* or delete"):
         ClientLimits(None, state_path=path)
+
+
+def test_checks_and_refunds_never_write_the_state_file(tmp_path, monkeypatch):
+    """The service calls check() on its event loop: the file (an fsync'd atomic write) is
+    left to save(), which the service runs on a PeriodicSaver thread."""
+    import rampart.serve.limits as limits_module
+
+    writes = []
+    monkeypatch.setattr(limits_module, "write_bytes_atomic",
+                        lambda *args, **kwargs: writes.append(args[0]))
+    path, clock = tmp_path / "usage.json", Clock()
+    limits = ClientLimits(60, burst=5, default_query_budget=100, state_path=path, clock=clock)
+    k = key()
+    for _ in range(20):  # allowed, refused by the rate, refunded: minutes apart
+        limits.check(k, 3)
+        limits.check(k, 5)
+        limits.refund(k, 1)
+        clock.now += 120
+    assert writes == []
+    limits.save()
+    assert writes == [path]
 
 
 def test_many_threads_get_exact_counts():
@@ -178,13 +195,9 @@ def test_a_request_needs_at_least_one_input():
             limits.check(key(), n)
 
 
-def test_rates_parse_and_request_sizes_are_checked():
+def test_rates_parse():
     assert parse_rate("600/min") == 600 and parse_rate("10/s") == 600
     assert parse_rate("3600 / h") == 60 and parse_rate("90") == 90
     for bad in ("ten/min", "5/week", "0/s", "inf", ""):
         with pytest.raises(ConfigError, match="rate"):
             parse_rate(bad)
-    check_request_size(1000, 1000)
-    check_request_size(10**9, None)
-    with pytest.raises(RequestTooLargeError, match="1001 bytes, more than the limit of 1000"):
-        check_request_size(1001, 1000)

@@ -135,6 +135,28 @@ def test_requests_in_flight_keep_the_old_model(tmp_path, trained_net, digits):
         assert answer.json()["model_version"] == 1
 
 
+def test_a_reload_empties_the_drift_window_and_keeps_the_counts(tmp_path, trained_net, digits):
+    import asyncio
+
+    from rampart.serve.service import GuardService
+
+    x = digits[0]
+    np.savez(tmp_path / "reference.npz", x=x[:100].numpy())
+    write_model(tmp_path, trained_net)
+    config = guard_config(tmp_path, drift={"reference": "reference.npz", "window": 50,
+                                           "every": 50})
+    service = GuardService(config, audit_log=AuditLog("sqlite:///:memory:"))
+    try:
+        service.drift.observe(x[:8], service.model.run(x[:8]).probabilities)
+        assert service.drift.status()["window"] == 8
+        reply = asyncio.run(service.reload())
+        assert reply.status == 200 and service.model.version == 2
+        status = service.drift.status()
+        assert status["window"] == 0 and status["observed"] == 8  # as reset() documents
+    finally:
+        service.close()
+
+
 def test_graceful_shutdown_finishes_the_request_in_flight(tmp_path, trained_net, digits):
     write_model(tmp_path, trained_net)
     config = guard_config(tmp_path)

@@ -88,6 +88,11 @@ def test_the_state_is_saved_while_serving_and_the_config_settings_win(tmp_path, 
             assert time.monotonic() < deadline, "the monitor state was not saved while serving"
             time.sleep(0.02)
         assert ExtractionGuard.load(path).status(key_id)["queries"] == 7
+        usage = tmp_path / "usage.json"  # the query budgets: by their own saver thread too
+        while not usage.exists():
+            assert time.monotonic() < deadline, "the query budgets were not saved while serving"
+            time.sleep(0.02)
+        assert json.loads(usage.read_text())["used"] == {key_id: 7}
     caplog.set_level(logging.INFO, logger="rampart.serve")
     settings = ExtractionSettings(delta=0.8, min_queries=30, action="flag",
                                   state_path=str(path))

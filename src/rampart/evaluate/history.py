@@ -50,6 +50,7 @@ __all__ = [
     "HistoryStore",
     "RunComparison",
     "RunNotFoundError",
+    "DatabaseNaming",
     "RunRecord",
     "ThreatDelta",
     "resolve_url",
@@ -58,8 +59,34 @@ __all__ = [
 
 DEFAULT_PATH = Path(".rampart") / "history.db"
 SCHEMA_VERSION = 1
-URL_FORMS = ("a file path, sqlite:///path/to/history.db or "
-             "postgresql+psycopg://USER:PASSWORD@HOST:5432/DATABASE")
+
+
+@dataclass(frozen=True)
+class DatabaseNaming:
+    """How the URL helpers' errors name a database and the option that sets it, so another
+    database opened through them (the guard's audit log) is not called "the history"."""
+
+    noun: str = "the history"  # "the history lives in SQLite or PostgreSQL, not ..."
+    option: str = "--db"  # a flag gets "pass --db with ...", a setting "set X to ..."
+    filename: str = "history.db"  # the example file name
+
+    @property
+    def database(self) -> str:
+        return f"{self.noun} database"
+
+    @property
+    def forms(self) -> str:
+        return (f"a file path, sqlite:///path/to/{self.filename} or "
+                "postgresql+psycopg://USER:PASSWORD@HOST:5432/DATABASE")
+
+    def use(self, value: str) -> str:
+        """How to give another ``value``: ``pass --db with ...`` or ``set audit_log.url to``."""
+        verb = "pass {} with" if self.option.startswith("-") else "set {} to"
+        return f"{verb.format(self.option)} {value}"
+
+
+HISTORY = DatabaseNaming()
+URL_FORMS = HISTORY.forms
 _SQLITE_DRIVERS = {"sqlite", "sqlite+pysqlite"}
 _POSTGRES_ALIASES = {"postgresql", "postgres"}  # plain schemes get psycopg 3, our extra
 _MAX_KEY = 200
@@ -368,38 +395,39 @@ def compare_runs(a: RunRecord, b: RunRecord) -> RunComparison:
 # ---------------------------------------------------------------------- opening by URL
 
 
-def resolve_url(url: str | Path | None) -> URL:
+def resolve_url(url: str | Path | None, naming: DatabaseNaming = HISTORY) -> URL:
     """The SQLAlchemy URL for a ``--db`` value: None (the default file), a path or a URL.
 
     Plain ``postgresql://`` and ``postgres://`` use psycopg 3; a SQLite file's folder is
-    created. Anything else is a ConfigError naming the forms that work.
+    created. Anything else is a ConfigError naming the forms that work; ``naming`` says
+    which database and option the errors speak of (the history's ``--db`` by default).
     """
     if url is None:
-        return _sqlite_url(DEFAULT_PATH)
+        return _sqlite_url(DEFAULT_PATH, naming=naming)
     if isinstance(url, Path):
-        return _sqlite_url(url)
+        return _sqlite_url(url, naming=naming)
     if not isinstance(url, str) or not url.strip():
-        raise ConfigError(f"the history database must be {URL_FORMS}; got {url!r}.")
+        raise ConfigError(f"{naming.database} must be {naming.forms}; got {url!r}.")
     text = url.strip()
     if "://" not in text:
-        return _sqlite_url(Path(text))
+        return _sqlite_url(Path(text), naming=naming)
     try:
         parsed = make_url(text)
     except (ArgumentError, ValueError) as exc:
         raise ConfigError(
-            f"{_masked(text)!r} is not a database URL ({_brief(exc)}); use {URL_FORMS}."
+            f"{_masked(text)!r} is not a database URL ({_brief(exc)}); use {naming.forms}."
         ) from None
     if parsed.drivername in _SQLITE_DRIVERS:
         if parsed.database in (None, "", ":memory:"):
             return parsed
-        return _sqlite_url(Path(parsed.database), parsed)
+        return _sqlite_url(Path(parsed.database), parsed, naming)
     if parsed.drivername in _POSTGRES_ALIASES:
         return parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "postgresql":
         return parsed
     raise ConfigError(
-        f"the history lives in SQLite or PostgreSQL, not {parsed.get_backend_name()!r} "
-        f"({_masked(text)}); use {URL_FORMS}."
+        f"{naming.noun} lives in SQLite or PostgreSQL, not {parsed.get_backend_name()!r} "
+        f"({_masked(text)}); use {naming.forms}."
     )
 
 
@@ -419,19 +447,20 @@ def sqlite_file(url: str | Path | None) -> Path | None:
     return None
 
 
-def _sqlite_url(path: Path, base: URL | None = None) -> URL:
+def _sqlite_url(path: Path, base: URL | None = None,
+                naming: DatabaseNaming = HISTORY) -> URL:
     path = path.expanduser()
     if path.is_dir():
         raise ConfigError(
-            f"the history database {str(path)!r} is a folder; give a file path such as "
-            f"{path / 'history.db'}."
+            f"{naming.database} {str(path)!r} is a folder; give a file path such as "
+            f"{path / naming.filename}."
         )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(
-            f"cannot create the folder for the history database {str(path)!r} "
-            f"({exc.strerror or exc}); pass --db with a writable path."
+            f"cannot create the folder for {naming.database} {str(path)!r} "
+            f"({exc.strerror or exc}); {naming.use('a writable path')}."
         ) from None
     if base is not None:
         return base.set(database=str(path))

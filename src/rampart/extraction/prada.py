@@ -39,7 +39,7 @@ import torch
 from rampart.errors import ConfigError, InputError
 from rampart.extraction.shapiro import shapiro_w
 
-__all__ = ["ClientStatus", "PradaMonitor"]
+__all__ = ["ClientStatus", "PradaMonitor", "encode_snapshot"]
 
 STATE_VERSION = 1
 
@@ -224,12 +224,20 @@ class PradaMonitor:
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
         """Everything needed to resume monitoring, as plain JSON."""
+        return encode_snapshot(self.snapshot())
+
+    def snapshot(self) -> dict[str, Any]:
+        """``state()`` before its arrays are encoded: cheap (no array is copied), so a caller
+        can take it under the lock that guards ``observe`` and encode it with
+        ``encode_snapshot`` after releasing the lock. Later observations do not change it:
+        the stored rows it holds are views of rows that are never written again (a set only
+        appends), and the lists are copies."""
         clients = {}
         for cid, c in self._clients.items():
             clients[cid] = {
                 "queries": c.queries, "flagged_at": c.flagged_at, "statistic": c.statistic,
                 "distances": list(c.distances),
-                "classes": {str(k): {"growing": _encode(g.stored), "grown_by": g.grown_by,
+                "classes": {str(k): {"growing": g.stored, "grown_by": list(g.grown_by),
                                      "threshold": g.threshold}
                             for k, g in c.classes.items()}}
         return {"version": STATE_VERSION, "settings": self._settings(), "clients": clients}
@@ -324,6 +332,16 @@ def _batch(x: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     if classes.dtype.kind not in "iu" and not np.all(classes == np.round(classes)):
         raise InputError("labels must be integer class indices.")
     return rows.reshape(rows.shape[0], -1), classes.astype(np.int64)
+
+
+def encode_snapshot(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """The plain-JSON ``state()`` of a ``snapshot()``: every stored-query array base64-encoded
+    (the snapshot itself is left as it was)."""
+    clients = {
+        cid: {**saved, "classes": {k: {**group, "growing": _encode(group["growing"])}
+                                   for k, group in saved["classes"].items()}}
+        for cid, saved in snapshot["clients"].items()}
+    return {**snapshot, "clients": clients}
 
 
 def _encode(a: np.ndarray) -> dict[str, Any]:

@@ -1,11 +1,15 @@
 """The guard service's HTTP routes (FastAPI): ``create_app(config)``.
 
 ``POST /v1/predict`` (JSON or ``.npy``), ``GET /healthz`` (the process answers),
-``GET /readyz`` (model loaded, not draining, audit-log status), ``GET /metrics``
+``GET /readyz`` (model loaded, not draining, audit-log and key-store status), ``GET /metrics``
 (Prometheus text; open, for scrapers), ``GET /v1/report`` (the latest audit summary; any
-valid key) and ``POST /v1/admin/reload`` (an admin key; SIGHUP does the same under
-``rampart serve``). The lifespan's shutdown, which uvicorn runs after the requests in
-flight have finished, stops the inference pool and flushes the audit log.
+valid key), ``GET /v1/usage`` (the calling key's limits and what is left of them),
+``POST /v1/admin/reload`` (an admin key; SIGHUP does the same under ``rampart serve``),
+``GET /v1/admin/extraction`` (the extraction monitor's settings and every key's status; an
+admin key) and ``POST /v1/admin/extraction/reset`` (``{"key_id": ...}``: forget a key's
+history and flag; an admin key). The lifespan's shutdown, which uvicorn runs after the
+requests in flight have finished, stops the inference pool, saves the state files and
+flushes the audit log.
 """
 
 from __future__ import annotations

@@ -35,7 +35,13 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 from rampart.errors import ConfigError
-from rampart.evaluate.history import _brief, _create_engine, resolve_url, sqlite_file
+from rampart.evaluate.history import (
+    DatabaseNaming,
+    _brief,
+    _create_engine,
+    resolve_url,
+    sqlite_file,
+)
 from rampart.serve.auditlog_schema import (
     Base,
     DecisionRow,
@@ -51,6 +57,7 @@ __all__ = ["AuditLog"]
 
 log = logging.getLogger("rampart.serve")
 DEFAULT_SPILL = Path("guard-audit.spill.jsonl")
+NAMING = DatabaseNaming("the audit log", "audit_log.url", "guard-audit.db")  # for URL errors
 
 
 class AuditLog:
@@ -87,7 +94,7 @@ class AuditLog:
                               f"got {flush_interval!r}.")
         if engine is None:
             try:
-                resolved = resolve_url(url)
+                resolved = resolve_url(url, NAMING)
             except ConfigError as exc:
                 raise ConfigError(f"audit_log url: {exc}") from None
             self._engine = _create_engine(resolved, connect_timeout)

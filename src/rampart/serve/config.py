@@ -240,11 +240,6 @@ class GuardConfig(BaseModel):
             raise ValueError(f"detectors need distinct names, got {labels}; set name: for each")
         return self
 
-    @classmethod
-    def from_file(cls, path: str | Path) -> GuardConfig:
-        """Read and validate a guard config; relative paths are taken from the file's folder."""
-        return load_guard_config(path)
-
 
 def load_guard_config(path: str | Path) -> GuardConfig:
     """The validated ``GuardConfig`` in ``path``; a ``ConfigError`` lists what is wrong."""
@@ -257,22 +252,12 @@ def resolve_paths(config: GuardConfig, folder: Path) -> GuardConfig:
     """A copy of ``config`` with relative file paths made absolute against ``folder``."""
 
     def absolute(value: str | None) -> str | None:
-        if value is None or Path(value).expanduser().is_absolute():
-            return value if value is None else str(Path(value).expanduser())
-        return str(folder / value)
+        return None if value is None else _relative_to(value, folder)
 
     model = config.model
-    weights = model.weights
-    if weights is not None and not Path(weights).is_absolute():
-        weights = absolute(weights)
-    spec = model.spec
-    source, colon, attr = spec.rpartition(":")
-    if colon and source.endswith(".py") and not Path(source).is_absolute():
-        spec = f"{folder / source}:{attr}"
-    elif spec.endswith((".pt", ".pth", ".ts", ".jit")) and not Path(spec).is_absolute():
-        spec = str(folder / spec)
     update: dict[str, Any] = {
-        "model": model.model_copy(update={"weights": weights, "spec": spec}),
+        "model": model.model_copy(update={"weights": absolute(model.weights),
+                                          "spec": _model_spec(model.spec, folder)}),
         "detectors": [d.model_copy(update={"path": absolute(d.path)}) for d in config.detectors],
         "keys": config.keys.model_copy(update={"store": absolute(config.keys.store),
                                                "usage_path": absolute(config.keys.usage_path)}),
@@ -290,13 +275,45 @@ def resolve_paths(config: GuardConfig, folder: Path) -> GuardConfig:
     return config.model_copy(update=update)
 
 
+def _model_spec(spec: str, folder: Path) -> str:
+    """``spec`` with a relative file in it (``net.py:build``, ``models/net.py:build``, a
+    TorchScript ``net.pt``) made absolute against ``folder``; ``package.module:build`` is
+    left alone. Files are told from modules as ``rampart.loading`` tells them."""
+    from rampart.loading import MODEL_FILE_SUFFIXES, _looks_like_path
+
+    source, colon, attr = spec.rpartition(":")
+    if colon and source and attr:
+        if _looks_like_path(source):
+            return f"{_relative_to(source, folder)}:{attr}"
+        return spec
+    if Path(spec).suffix.lower() in MODEL_FILE_SUFFIXES or "/" in spec or "\\" in spec \
+            or (folder / spec).is_file():
+        return _relative_to(spec, folder)
+    return spec
+
+
+def _relative_to(path: str, folder: Path) -> str:
+    """``path`` (``~`` expanded) if absolute, else under ``folder``."""
+    expanded = Path(path).expanduser()
+    return str(expanded if expanded.is_absolute() else folder / expanded)
+
+
 def _sqlite_url(url: str, folder: Path) -> str:
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and url != prefix and not url.startswith(prefix + "/"):
-        rest = url[len(prefix):]
-        if rest != ":memory:":
-            return prefix + str(folder / rest)
-    return url
+    """``url`` with a relative SQLite file made absolute against ``folder``, however the URL
+    spells it (a bare path, ``sqlite:///``, ``sqlite+pysqlite:///``); anything else as is."""
+    from sqlalchemy.engine import make_url
+
+    from rampart.evaluate.history import sqlite_file
+
+    if not isinstance(url, str) or not url.strip():
+        return url  # AuditLog says what is wrong with it
+    path = sqlite_file(url.strip())
+    if path is None or path.is_absolute():
+        return url
+    if "://" not in url:
+        return str(folder / path)
+    return make_url(url.strip()).set(database=str(folder / path)).render_as_string(
+        hide_password=False)
 
 
 def check_files(config: GuardConfig) -> None:

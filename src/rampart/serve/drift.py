@@ -165,14 +165,7 @@ class DriftMonitor:
             if value is not None and value.dtype.kind not in _NUMERIC_KINDS:
                 raise DataLoadError(f"{str(path)!r}: {name!r} has dtype {value.dtype}; save "
                                     "plain numbers (float32).")
-        if x.ndim < 2 or x.shape[0] < 2:
-            raise DataLoadError(f"{str(path)!r}: 'x' must hold at least 2 samples, shaped "
-                                f"(N, ...); got shape {x.shape}.")
-        if conf is not None and (conf.ndim not in (1, 2) or conf.shape[0] < 2):
-            raise DataLoadError(f"{str(path)!r}: 'confidences' must be (N,) top-class "
-                                "probabilities or (N, classes) probability vectors; got shape "
-                                f"{conf.shape}.")
-        try:
+        try:  # the constructor checks the shapes; its errors name the file here
             return cls(torch.from_numpy(np.asarray(x, dtype=np.float32)),
                        None if conf is None else torch.from_numpy(
                            np.asarray(conf, dtype=np.float32)), **options)

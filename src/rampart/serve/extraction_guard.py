@@ -20,8 +20,9 @@ from typing import Any
 import torch
 
 from rampart.errors import ConfigError, InputError
-from rampart.extraction.prada import PradaMonitor
-from rampart.serve.keys import KeyStoreError, write_private_atomic
+from rampart.evaluate.atomic import write_bytes_atomic
+from rampart.extraction.prada import PradaMonitor, encode_snapshot
+from rampart.serve.keys import KeyStoreError
 
 __all__ = ["ACTIONS", "ExtractionGuard"]
 
@@ -50,6 +51,7 @@ class ExtractionGuard:
                                      window=max(window, min_queries),
                                      max_per_class=max_per_class, max_clients=max_clients)
         self._lock = threading.Lock()
+        self.saved_settings: dict[str, Any] | None = None  # set by load: the file's settings
 
     def observe(self, key_id: str, x: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
         """Add an answered batch ``x`` (N, ...) with its predicted ``labels`` (N,); returns
@@ -94,18 +96,22 @@ class ExtractionGuard:
             self._monitor.reset(key_id)
 
     def save(self, path: str | Path) -> Path:
-        """Write the action and the monitor's state to ``path`` (JSON, atomic, 0600)."""
+        """Write the action and the monitor's state to ``path`` (JSON, atomic, 0600). Only
+        the snapshot is taken under the lock ``observe`` needs; encoding the stored queries
+        and the JSON happen after it is released."""
         with self._lock:
-            data = {"version": STATE_VERSION, "action": self.action,
-                    "monitor": self._monitor.state()}
-        return write_private_atomic(path, json.dumps(data) + "\n")
+            snapshot = self._monitor.snapshot()
+        data = {"version": STATE_VERSION, "action": self.action,
+                "monitor": encode_snapshot(snapshot)}
+        return write_bytes_atomic(path, (json.dumps(data) + "\n").encode("utf-8"), mode=0o600)
 
     @classmethod
     def load(cls, path: str | Path, action: str | None = None,
              settings: dict[str, Any] | None = None) -> ExtractionGuard:
-        """The guard ``save`` wrote (``action`` overrides the saved one; ``settings``, the
-        monitor's settings as ``summary()["settings"]`` lists them, override the saved ones
-        while every key's history is kept)."""
+        """The guard ``save`` wrote (``action`` overrides the saved one; ``settings``, some or
+        all of the monitor's settings as ``summary()["settings"]`` names them, override the
+        saved ones while every key's history is kept, the window growing to ``min_distances``
+        if it must). ``saved_settings`` keeps the settings as the file had them."""
         path = Path(path)
         fix = "delete it to start monitoring afresh."
         try:
@@ -121,10 +127,13 @@ class ExtractionGuard:
         guard = cls(action=action or data.get("action", "flag"))
         try:
             state = data["monitor"]
+            guard.saved_settings = dict(state["settings"])
             if settings is not None:
-                state = {**state, "settings": dict(settings)}
+                merged = {**state["settings"], **settings}
+                merged["window"] = max(merged["window"], merged["min_distances"])
+                state = {**state, "settings": merged}
             guard._monitor = PradaMonitor.from_state(state)
-        except (InputError, KeyError, ConfigError, TypeError) as exc:
+        except (InputError, KeyError, ConfigError, TypeError, ValueError) as exc:
             raise KeyStoreError(f"the extraction monitor state {path} is damaged ({exc}); "
                                 f"{fix}") from None
         return guard

@@ -4,8 +4,9 @@ With ``extraction.state_path`` set, the service starts from the state an earlier
 (``ExtractionGuard.load``), so a key flagged (or blocked) before a restart stays so and its
 query count goes on; a ``PeriodicSaver`` writes the state on a background thread at most every
 ``SAVE_SECONDS`` while keys are observed, and once more on close, so requests never wait for
-it. The config's ``delta`` and ``min_queries`` win over the settings saved with the state
-(a log line says when they differ); the config's ``action`` always wins.
+it. The config's ``delta``, ``min_queries`` and ``test_every`` win over the settings saved
+with the state (a log line says when they differ), and so does its ``action``; the rest
+(window, stored queries per class, ...) are the file's.
 """
 
 from __future__ import annotations
@@ -26,22 +27,22 @@ SAVE_SECONDS = 5.0
 
 def open_extraction_guard(settings: ExtractionSettings) -> ExtractionGuard:
     """The monitor ``settings`` describe, resumed from ``settings.state_path`` when that file
-    exists; a damaged file raises the ``KeyStoreError`` of ``ExtractionGuard.load``."""
-    fresh = ExtractionGuard(settings.delta, settings.min_queries, settings.action,
-                            test_every=settings.test_every)
+    exists (read once); a damaged file raises the ``KeyStoreError`` of
+    ``ExtractionGuard.load``."""
     path = None if settings.state_path is None else Path(settings.state_path)
     if path is None or not path.exists():
-        return fresh
-    guard = ExtractionGuard.load(path, action=settings.action)
-    wanted, saved = fresh.summary()["settings"], guard.summary()["settings"]
-    if saved != wanted:
-        changed = ", ".join(f"{k} {saved.get(k)} -> {v}" for k, v in wanted.items()
-                            if saved.get(k) != v)
+        return ExtractionGuard(settings.delta, settings.min_queries, settings.action,
+                               test_every=settings.test_every)
+    wanted = {"delta": settings.delta, "min_distances": settings.min_queries,
+              "test_every": settings.test_every}
+    guard = ExtractionGuard.load(path, action=settings.action, settings=wanted)
+    saved, summary = guard.saved_settings or {}, guard.summary()
+    changed = ", ".join(f"{k} {saved.get(k)} -> {v}" for k, v in summary["settings"].items()
+                        if saved.get(k) != v)
+    if changed:
         log.warning("the extraction monitor state %s was saved with other settings; using "
                     "the config's (%s)", path, changed)
-        guard = ExtractionGuard.load(path, action=settings.action, settings=wanted)
-    log.info("extraction monitor resumed from %s (%d keys)", path,
-             len(guard.summary()["clients"]))
+    log.info("extraction monitor resumed from %s (%d keys)", path, len(summary["clients"]))
     return guard
 
 

@@ -6,10 +6,10 @@ safetensors or ``weights_only`` checkpoints, never a pickle; detectors through
 preprocessed model's probabilities and each detector's verdict.
 
 Concurrency: the network is put in eval mode with ``requires_grad`` off for good before the
-first request, so the ``Classifier.attacking()`` toggles that ``predict`` and
-``Detector.score`` wrap around every pass only write the values already there, and several
-inference threads can share one ``GuardedModel``; detector passes (which may hook a layer)
-take turns under a lock. A reload builds a new one and swaps the
+first request (``freeze``), and ``run`` calls ``Classifier.logits`` and the detectors'
+``logits_and_scores`` directly under ``torch.no_grad()``, so no request changes the module's
+state and several inference threads can share one ``GuardedModel``; detector passes (which
+may hook a layer) take turns under a lock. A reload builds a new one and swaps the
 reference; requests in flight keep the one they started with.
 """
 

@@ -36,12 +36,8 @@ class RequestError(InputError):
 
 def parse_batch(body: bytes, content_type: str | None, config: GuardConfig) -> torch.Tensor:
     """The inputs in ``body`` as a float tensor ``(N, *input_shape)``, checked against the
-    config's shape, bounds and limits."""
-    limits = config.limits
-    if len(body) > limits.max_request_bytes:
-        raise RequestError(413, f"the request body has {len(body)} bytes; the limit is "
-                           f"{limits.max_request_bytes}. Send fewer inputs per request.",
-                           "too large")
+    config's shape, bounds and batch limit (the body's size, ``max_request_bytes``, is
+    refused while it is read: ``rampart.serve.app.read_body``)."""
     kind = (content_type or "application/json").split(";")[0].strip().lower()
     dtype = np.float64 if config.model.dtype == "float64" else np.float32
     if kind in NPY_TYPES:

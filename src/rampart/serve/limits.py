@@ -9,9 +9,10 @@ gets ``retry_after``, the exact seconds until enough tokens are back.
 
 Budget: the total inputs a key may ever send (``query_budget``, the key's own or the
 default). A request that would go over it is refused whole, with no ``retry_after``, since
-waiting does not help. Counted inputs are optionally kept in ``state_path`` (JSON, written
-atomically at most every ``save_interval`` seconds and by ``save()``/``close()``), so a
-restart does not hand out fresh budgets; buckets are not persisted (a restart refills them).
+waiting does not help. Counted inputs are optionally kept in ``state_path``: read at
+construction, written atomically by ``save()`` (JSON, 0600), so a restart does not hand out
+fresh budgets; buckets are not persisted (a restart refills them). ``check`` never writes:
+the service calls ``save()`` from a ``PeriodicSaver`` thread, off the event loop.
 
 Counting inputs, not requests, matters here: a model thief pays per input, so batching does
 not buy more queries. Everything is behind one lock: ``check`` is a few dict lookups.
@@ -29,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from rampart.errors import ConfigError, InputError
+from rampart.evaluate.atomic import write_bytes_atomic
 from rampart.serve.extraction_guard import ExtractionGuard
-from rampart.serve.keys import KeyRecord, KeyStoreError, write_private_atomic
+from rampart.serve.keys import KeyRecord, KeyStoreError, _check_budget, _check_rate
 
-__all__ = ["ClientLimits", "ExtractionGuard", "LimitDecision", "RequestTooLargeError",
-           "check_request_size", "parse_rate"]
+__all__ = ["ClientLimits", "ExtractionGuard", "LimitDecision", "parse_rate"]
 
 STATE_VERSION = 1
 _UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
@@ -45,13 +46,9 @@ class LimitDecision:
     """Whether a request may go on; when not, why, and the seconds to wait if that helps."""
 
     allowed: bool
-    reason: str | None = None  # "rate limit" | "query budget" | "extraction"
+    reason: str | None = None  # "rate limit" | "query budget"
     retry_after: float | None = None  # seconds, for 429's Retry-After; None: waiting won't help
     detail: str | None = None  # one sentence for the client (no internals)
-
-
-class RequestTooLargeError(InputError):
-    """A request body is larger than the service accepts."""
 
 
 class _Bucket:
@@ -72,41 +69,29 @@ class ClientLimits:
         default_query_budget: total inputs for keys without their own budget; None: no budget.
         state_path: a JSON file that keeps the inputs counted per key across restarts.
         clock: seconds, monotonic (tests inject their own).
-        save_interval: the most seconds counted inputs stay unsaved (with ``state_path``).
     """
 
     def __init__(self, default_rate_per_minute: float | None, burst: int | None = None,
                  default_query_budget: int | None = None, state_path: Path | None = None,
-                 *, clock: Callable[[], float] = time.monotonic,
-                 save_interval: float = 1.0) -> None:
-        if default_rate_per_minute is not None and not (
-                math.isfinite(default_rate_per_minute) and default_rate_per_minute > 0):
-            raise ConfigError(f"the default rate must be a positive number of inputs per "
-                              f"minute, got {default_rate_per_minute!r}.")
+                 *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.default_rate_per_minute = _check_rate(default_rate_per_minute, "the default rate")
         if burst is not None and (int(burst) != burst or burst < 1):
             raise ConfigError(f"burst must be a whole number of inputs, at least 1, got {burst!r}.")
-        if default_query_budget is not None and (int(default_query_budget) != default_query_budget
-                                                 or default_query_budget < 1):
-            raise ConfigError(f"the default query budget must be a whole number of inputs, at "
-                              f"least 1, got {default_query_budget!r}.")
-        self.default_rate_per_minute = default_rate_per_minute
         self.burst = None if burst is None else int(burst)
-        self.default_query_budget = default_query_budget
+        self.default_query_budget = _check_budget(default_query_budget,
+                                                  "the default query budget")
         self.state_path = None if state_path is None else Path(state_path)
-        self.save_interval = float(save_interval)
         self._clock = clock
         self._lock = threading.Lock()
-        self._save_lock = threading.Lock()
         self._buckets: dict[str, _Bucket] = {}
         self._used: dict[str, int] = {}
         self._limits: dict[str, tuple[float | None, int | None]] = {}
-        self._dirty = False
-        self._saved_at = clock()
         if self.state_path is not None:
             self._used = _load_state(self.state_path)
 
     def check(self, key: KeyRecord, n_inputs: int) -> LimitDecision:
-        """May ``key`` send ``n_inputs`` inputs now? When allowed, they are counted."""
+        """May ``key`` send ``n_inputs`` inputs now? When allowed, they are counted (in
+        memory only: see ``save``)."""
         if isinstance(n_inputs, bool) or int(n_inputs) != n_inputs or n_inputs < 1:
             raise InputError(f"a request must carry at least one input, got {n_inputs!r}.")
         n = int(n_inputs)
@@ -131,9 +116,6 @@ class ClientLimits:
                                          f"retry in {math.ceil(wait)} s.")
                 bucket.tokens -= n
             self._used[key.key_id] = used + n
-            self._dirty = True
-        if self.state_path is not None and self._clock() - self._saved_at >= self.save_interval:
-            self.save()
         return LimitDecision(True)
 
     def refund(self, key: KeyRecord, n_inputs: int) -> None:
@@ -143,7 +125,6 @@ class ClientLimits:
         with self._lock:
             used = self._used.get(key.key_id, 0)
             self._used[key.key_id] = max(0, used - int(n_inputs))
-            self._dirty = True
             if rate is not None and key.key_id in self._buckets:
                 capacity = self._capacity(rate)
                 bucket = self._bucket(key.key_id, rate, capacity)
@@ -169,21 +150,15 @@ class ClientLimits:
                 "tokens": tokens}
 
     def save(self) -> None:
-        """Write the counted inputs to ``state_path`` now (nothing without one)."""
+        """Write the counted inputs to ``state_path`` now (nothing without one): a copy taken
+        under the lock, written atomically with mode 0600 after it is released. Blocking
+        file I/O with an fsync, so callers run it off the event loop (``PeriodicSaver``)."""
         if self.state_path is None:
             return
-        with self._save_lock:
-            with self._lock:
-                if not self._dirty:
-                    return
-                data = {"version": STATE_VERSION, "used": dict(self._used)}
-                self._dirty = False
-                self._saved_at = self._clock()
-            write_private_atomic(self.state_path, json.dumps(data, indent=1) + "\n")
-
-    def close(self) -> None:
-        """Save what is unsaved (call on shutdown)."""
-        self.save()
+        with self._lock:
+            used = dict(self._used)
+        data = json.dumps({"version": STATE_VERSION, "used": used}, indent=1) + "\n"
+        write_bytes_atomic(self.state_path, data.encode("utf-8"), mode=0o600)
 
     # ------------------------------------------------------------------ internals
     def _key_limits(self, key: KeyRecord) -> tuple[float | None, int | None]:
@@ -238,9 +213,3 @@ def parse_rate(text: str) -> float:
         raise ConfigError(f"a rate must be positive, got {text!r}.")
     return number * 60.0 / seconds
 
-
-def check_request_size(n_bytes: int, limit: int | None) -> None:
-    """Raise ``RequestTooLargeError`` (a 413 for the service) when ``n_bytes`` > ``limit``."""
-    if limit is not None and n_bytes > limit:
-        raise RequestTooLargeError(f"the request body has {n_bytes} bytes, more than the limit "
-                                   f"of {limit}; send fewer inputs per request.")

@@ -26,7 +26,6 @@ class InferencePool:
     ``QueueFull`` at once, or ``TimeoutError`` after ``timeout`` seconds."""
 
     def __init__(self, threads: int, queue_size: int) -> None:
-        self.threads = threads
         self.capacity = threads + queue_size
         self._in_flight = 0
         self._lock = threading.Lock()

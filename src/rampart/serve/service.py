@@ -86,6 +86,11 @@ class GuardService:
             guard, state = self.extraction, ext.state_path
             self._extraction_saver = PeriodicSaver(lambda: guard.save(state), SAVE_SECONDS,
                                                    "extraction monitor state")
+        # counted inputs are written on the saver's thread: never an fsync on the event loop
+        self._usage_saver: PeriodicSaver | None = None
+        if usage is not None:
+            self._usage_saver = PeriodicSaver(self.limits.save, SAVE_SECONDS,
+                                              "query budget state")
 
     def describe(self, base_url: str) -> list[str]:
         """What this guard serves and watches, in a few lines for the operator at start (and
@@ -174,6 +179,8 @@ class GuardService:
             return self._refuse(entry, exc.status, exc.reason, str(exc))
         n = entry["n_inputs"] = int(x.shape[0])
         decision = self.limits.check(key, n)
+        if decision.allowed and self._usage_saver is not None:
+            self._usage_saver.touch()
         if not decision.allowed:
             self.metrics.rate_limited.inc()
             headers = {}
@@ -187,6 +194,8 @@ class GuardService:
             return self._answer(entry, model, result, extraction)
         except BaseException as exc:
             self.limits.refund(key, n)  # not answered (503, 504 or 500): not charged
+            if self._usage_saver is not None:
+                self._usage_saver.touch()
             if isinstance(exc, QueueFull):
                 return self._refuse(entry, 503, "queue full", "the service is at capacity; "
                                     "retry in a moment.", {"Retry-After": "1"})
@@ -232,14 +241,12 @@ class GuardService:
         n_rejected = sum(result.rejected)
         if n_rejected:
             m.rejections.labels("detector").inc(n_rejected)
-        body: dict[str, Any] = {"model_version": model.version,
-                                "predictions": answers(result, self.config.outputs)}
+        predictions = answers(result, self.config.outputs)
+        body: dict[str, Any] = {"model_version": model.version, "predictions": predictions}
         if extraction is not None and extraction.get("flagged"):
             m.extraction_flags.inc()
             entry["flags"] = ["extraction"]
-        entry["labels"] = [None if r else int(lab)
-                           for lab, r in zip(result.labels.tolist(), result.rejected,
-                                             strict=True)]
+        entry["labels"] = [row["label"] for row in predictions]  # None where rejected
         entry["flags"] = entry["flags"] + [f for row in result.flags for f in row]
         entry["rejected"] = bool(n_rejected)
         entry["detail"] = f"{n_rejected} of {len(result.rejected)} inputs rejected" \
@@ -350,7 +357,8 @@ class GuardService:
     # ------------------------------------------------------------------ operations
     async def reload(self) -> Reply:
         """Load the weights again in the background and swap them in atomically; requests in
-        flight finish on the old model. One reload at a time."""
+        flight finish on the old model. A successful swap empties the drift window (new
+        confidences; the reference, counts and alerts stay). One reload at a time."""
         if self._reload_lock is None:
             self._reload_lock = asyncio.Lock()
         async with self._reload_lock:
@@ -369,6 +377,8 @@ class GuardService:
                 return Reply(500, {"error": f"reload failed; still serving version "
                                    f"{self.model.version}."})
             self.model = new
+            if self.drift is not None:  # the new model's confidences: compare afresh
+                self.drift.reset()
             self.metrics.model_version.set(version)
             self.metrics.reloads.labels("ok").inc()
             log.info("model reloaded: version %d", version)
@@ -406,7 +416,7 @@ class GuardService:
 
     def metrics_text(self) -> bytes:
         drift = self.drift.status() if self.drift is not None else None
-        alerts = len(self.drift.alerts) if self.drift is not None else 0
+        alerts = drift["alerts"] if drift is not None else 0
         self.metrics.refresh(drift=drift, alerts=alerts, audit=self.audit.stats(),
                              in_flight=self.pool.in_flight)
         return self.metrics.render()
@@ -418,9 +428,9 @@ class GuardService:
         self._closed = True
         self.draining = True
         self.pool.close()
-        self.limits.close()
-        if self._extraction_saver is not None:
-            self._extraction_saver.close()
+        for saver in (self._usage_saver, self._extraction_saver):
+            if saver is not None:
+                saver.close()
         if self.drift is not None:
             self.drift.close()
         # a database that is down will not come back within the shutdown: spill at once
