@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from rampart import ThreatModel
 from rampart.cli import app
+from rampart.errors import ConfigError
 from rampart.tabular import (
     ConstrainedAPGD,
     ConstrainedPGD,
@@ -106,6 +107,20 @@ def test_constrained_attack_finds_valid_adversarials(attack_cls: type) -> None:
     assert not bool(changed[:, 4].any())
 
 
+def test_dlr_needs_three_classes_and_unknown_losses_name_it() -> None:
+    schema, x = toy_data(40)
+    threat = ThreatModel(norm="linf", eps=1.0)
+    two = tabular_classifier(immutable_heavy_model(), 2)
+    with pytest.raises(ConfigError, match="needs at least 3 classes"):
+        ConstrainedAPGD(schema, steps=5, loss="dlr")(two, x, two.predict(x), threat)
+    with pytest.raises(ConfigError, match="ce, margin, dlr"):
+        ConstrainedPGD(schema, loss="hinge")
+    torch.manual_seed(0)
+    three = tabular_classifier(nn.Linear(8, 3), 3)
+    result = ConstrainedAPGD(schema, steps=5, loss="dlr")(three, x, three.predict(x), threat)
+    assert not bool(any_violation(violations(schema, x, result.x_adv)).any())
+
+
 def test_search_on_gradient_boosting_respects_constraints_and_budget() -> None:
     from sklearn.ensemble import GradientBoostingClassifier
 
@@ -145,8 +160,12 @@ def test_audit_report(tmp_path: Path) -> None:
     assert "under the constraints" in report.to_markdown()
 
 
-def test_cli_end_to_end(tmp_path: Path) -> None:
+def write_cli_files(tmp_path: Path) -> None:
+    """d.csv (40 toy rows labelled by the immutable-heavy model), schema.yaml, net.py with its
+    weights w.safetensors, and tree.py whose factory fits a decision tree on d.csv."""
     import yaml
+
+    from rampart.loading import save_weights
 
     schema, x = toy_data(40)
     net = immutable_heavy_model()
@@ -158,9 +177,35 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
     (tmp_path / "schema.yaml").write_text(yaml.safe_dump(SCHEMA, sort_keys=False))
     (tmp_path / "net.py").write_text(
         "from torch import nn\n\ndef build():\n    return nn.Linear(8, 2)\n")
-    from rampart.loading import save_weights
-
     save_weights(net, tmp_path / "w.safetensors")
+    (tmp_path / "tree.py").write_text(
+        "import numpy as np\nfrom sklearn.tree import DecisionTreeClassifier\n\n"
+        "def tree():\n"
+        f"    d = np.loadtxt({str(tmp_path / 'd.csv')!r}, delimiter=',', skiprows=1)\n"
+        "    return DecisionTreeClassifier(max_depth=3, random_state=0).fit(d[:, :-1], "
+        "d[:, -1].astype(int))\n")
+
+
+def test_audit_of_a_black_box_pays_for_one_clean_pass() -> None:
+    """The target answers what the two attacks count plus the repaired-afterwards check: the
+    clean predictions come from the attacks' own clean pass."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    from rampart.blackbox import from_sklearn
+
+    schema, x = toy_data(60)
+    y = (x[:, 0] > 5).long()
+    tree = DecisionTreeClassifier(max_depth=3, random_state=0).fit(x.numpy(), y.numpy())
+    target = from_sklearn(tree, bounds=(-float("inf"), float("inf")))
+    report = tabular_audit(target, x, y, schema, eps=1.0, max_queries=41)
+    counted = sum(round(row["mean_queries"] * report.samples) for row in report.attacks)
+    assert target.queries == counted + report.samples
+    assert report.clean_accuracy == float((torch.as_tensor(tree.predict(x.numpy())) == y)
+                                          .float().mean())
+
+
+def test_cli_end_to_end(tmp_path: Path) -> None:
+    write_cli_files(tmp_path)
     runner = CliRunner()
     args = ["tabular-audit", "--data", str(tmp_path / "d.csv"), "--schema",
             str(tmp_path / "schema.yaml"), "--label", "label", "--eps", "1.0", "--steps", "10"]
@@ -182,6 +227,34 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
     args[-3] = "0.5,x"
     bad_eps = runner.invoke(app, [*args, "--model", f"{tmp_path / 'net.py'}:build"])
     assert bad_eps.exit_code == 2 and "--eps must be numbers" in bad_eps.output
+    args[-3] = "0.5,-1"
+    negative = runner.invoke(app, [*args, "--model", f"{tmp_path / 'net.py'}:build"])
+    assert negative.exit_code == 2 and "--eps must be positive" in negative.output
+
+
+def test_cli_target_flags_mean_what_they_mean_in_rampart_attack(tmp_path: Path) -> None:
+    """--queries is the budget per sample, --max-queries the total sent to the target (as in
+    ``rampart attack``); -t names the target; both refuse a --model."""
+    write_cli_files(tmp_path)
+    runner = CliRunner()
+    args = ["tabular-audit", "--data", str(tmp_path / "d.csv"), "--schema",
+            str(tmp_path / "schema.yaml"), "--label", "label", "--eps", "1.0"]
+    tree = f"{tmp_path / 'tree.py'}:tree"
+    out = runner.invoke(app, [*args, "-t", tree, "--queries", "41", "--json"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.output)
+    for row in report["attacks"]:
+        assert row["config"]["n_queries"] == 41
+        assert row["mean_queries"] <= 41
+    capped = runner.invoke(app, [*args, "--target", tree, "--queries", "41",
+                                 "--max-queries", "100"])
+    assert capped.exit_code == 2 and "query budget of 100" in capped.output
+    model = ["--model", f"{tmp_path / 'net.py'}:build", "--weights",
+             str(tmp_path / "w.safetensors")]
+    total = runner.invoke(app, [*args, *model, "--max-queries", "100"])
+    assert total.exit_code == 2 and "black-box target" in total.output
+    per_sample = runner.invoke(app, [*args, *model, "--queries", "100"])
+    assert per_sample.exit_code == 2 and "--queries" in per_sample.output
 
 
 def test_demo_step_writes_reports(tmp_path: Path) -> None:
@@ -219,3 +292,26 @@ def test_search_on_a_label_only_target() -> None:
     assert int(result.success.sum()) > 0
     assert not bool(any_violation(violations(schema, x, result.x_adv)).any())
     assert int(result.queries.max()) <= 41
+
+
+def test_search_honours_the_threat_query_budget() -> None:
+    """A threat's query_budget replaces max_queries, as for every QueryAttack."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    from rampart.blackbox import from_sklearn
+
+    schema, x = toy_data(80)
+    y = (x[:, 0] + x[:, 5] > 5).long()
+    tree = DecisionTreeClassifier(max_depth=4, random_state=0).fit(x.numpy(), y.numpy())
+    target = from_sklearn(tree, bounds=(-float("inf"), float("inf")))
+    budget = ThreatModel(norm="linf", eps=0.5, knowledge="score", query_budget=41)
+    capped = ConstrainedSearch(schema, max_queries=401)(target, x, y, budget)
+    assert int(capped.queries.max()) <= 41
+    plain = ThreatModel(norm="linf", eps=0.5, knowledge="score")
+    same = ConstrainedSearch(schema, max_queries=41)(target, x, y, plain)
+    assert torch.equal(capped.x_adv, same.x_adv) and torch.equal(capped.queries, same.queries)
+    longer = ConstrainedSearch(schema, max_queries=401)(target, x, y, plain)
+    assert int(longer.queries.max()) > 41
+    small = ThreatModel(norm="linf", eps=0.5, knowledge="score", query_budget=15)
+    with pytest.raises(ConfigError, match="query budget"):
+        ConstrainedSearch(schema, population=20)(target, x, y, small)

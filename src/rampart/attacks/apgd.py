@@ -260,7 +260,7 @@ class APGD(Attack):
                 logits, loss, s.grad, s.x_adv = _evaluate(
                     model, s.x_adv, s.y, s.loss_targets, loss_fn, i < steps
                 )
-                self._track_best(s, logits, loss)
+                track_best(s, logits, loss)
 
             won = is_success(logits, s.y, s.goal)
             if not self.early_stop:
@@ -283,7 +283,7 @@ class APGD(Attack):
                 if l1:
                     self._adapt_l1(s, eta)
                 else:
-                    self._adapt_step(s, marks[i])
+                    adapt_step(s, marks[i], self.rho)
         spent[s.active] = i + 1
         rest = ~won_all[s.active]
         out_x[s.active[rest]] = s.x_best[rest]
@@ -309,31 +309,6 @@ class APGD(Attack):
             # x + alpha (z - x) + (1 - alpha)(x - x_prev) = lerp(2x - x_prev, z, alpha)
             z = feasible.project(torch.sub(s.x_adv, s.x_prev).add_(s.x_adv).lerp_(z, self.alpha))
         s.x_prev, s.x_adv = s.x_adv, z
-
-    @staticmethod
-    def _track_best(s: WorkingSet, logits: torch.Tensor, loss: torch.Tensor) -> None:
-        """Count loss increases and remember each sample's highest-loss point."""
-        s.increases += loss > s.last_loss
-        s.last_loss = loss
-        better = loss > s.loss_best
-        s.loss_best = torch.where(better, loss, s.loss_best)
-        s.best_logits = torch.where(better[:, None], logits, s.best_logits)
-        wide = better.view(-1, *([1] * (s.x_adv.ndim - 1)))
-        s.x_best = torch.where(wide, s.x_adv, s.x_best)
-        if s.grad is not None:
-            s.grad_best = torch.where(wide, s.grad, s.grad_best)
-
-    def _adapt_step(self, s: WorkingSet, window: int) -> None:
-        """linf/l2 checkpoint: halve the step where progress stalled, restart from the best."""
-        oscillating = s.increases < self.rho * window
-        stuck = ~s.halved_at_check & (s.loss_best <= s.loss_at_check)
-        halve = oscillating | stuck
-        wide = halve.view(-1, *([1] * (s.x_adv.ndim - 1)))
-        s.step = torch.where(wide, s.step * 0.5, s.step)
-        s.x_adv = torch.where(wide, s.x_best, s.x_adv)
-        s.grad = torch.where(wide, s.grad_best, s.grad)
-        s.halved_at_check, s.loss_at_check = halve, s.loss_best
-        s.increases = torch.zeros_like(s.increases)
 
     @staticmethod
     def _adapt_l1(s: WorkingSet, eta: float) -> None:
@@ -440,6 +415,36 @@ class APGDT(APGD):
 
 
 # ---------------------------------------------------------------------- helpers
+def track_best(s: WorkingSet, logits: torch.Tensor, loss: torch.Tensor) -> None:
+    """Count loss increases and remember each sample's highest-loss point (with its logits
+    and gradient). ``s`` holds ``x_adv``, ``grad``, ``last_loss``, ``increases``,
+    ``loss_best``, ``best_logits``, ``x_best`` and ``grad_best``; ``ConstrainedAPGD`` shares it."""
+    s.increases += loss > s.last_loss
+    s.last_loss = loss
+    better = loss > s.loss_best
+    s.loss_best = torch.where(better, loss, s.loss_best)
+    s.best_logits = torch.where(better[:, None], logits, s.best_logits)
+    wide = better.view(-1, *([1] * (s.x_adv.ndim - 1)))
+    s.x_best = torch.where(wide, s.x_adv, s.x_best)
+    if s.grad is not None:
+        s.grad_best = torch.where(wide, s.grad, s.grad_best)
+
+
+def adapt_step(s: WorkingSet, window: int, rho: float) -> None:
+    """APGD's linf/l2 checkpoint: halve the step where progress stalled (fewer than ``rho``
+    of the ``window`` iterations increased the loss, or the best loss is unchanged since an
+    unhalved checkpoint) and restart those samples from their best point and its gradient."""
+    oscillating = s.increases < rho * window
+    stuck = ~s.halved_at_check & (s.loss_best <= s.loss_at_check)
+    halve = oscillating | stuck
+    wide = halve.view(-1, *([1] * (s.x_adv.ndim - 1)))
+    s.step = torch.where(wide, s.step * 0.5, s.step)
+    s.x_adv = torch.where(wide, s.x_best, s.x_adv)
+    s.grad = torch.where(wide, s.grad_best, s.grad)
+    s.halved_at_check, s.loss_at_check = halve, s.loss_best
+    s.increases = torch.zeros_like(s.increases)
+
+
 def _evaluate(
     model: Classifier,
     x_adv: torch.Tensor,

@@ -148,6 +148,15 @@ class Attack:
     ) -> BatchOutcome:
         raise NotImplementedError
 
+    def _clean_logits_of(self, model: Classifier, x: torch.Tensor) -> torch.Tensor:
+        """The logits at the clean batch: those ``__call__`` already paid for when it hands
+        them over (``self._clean_logits``), else one more forward pass (one query per sample)."""
+        known = self._clean_logits
+        if known is not None and known.shape[0] == x.shape[0]:
+            return known
+        with torch.no_grad():
+            return model.logits(x)
+
     # ------------------------------------------------------------------ helpers
     def _check_setup(self, model: Classifier, threat: ThreatModel) -> None:
         if not isinstance(model, Classifier):

@@ -64,15 +64,6 @@ class QueryAttack(Attack):
         todo = (~is_success(clean, y, targets)).nonzero().flatten()
         return QueryCounter(model, x.shape[0], x.device), clean, todo
 
-    def _clean_logits_of(self, model: Classifier, x: torch.Tensor) -> torch.Tensor:
-        """The logits at the clean batch: those ``Attack.__call__`` already paid for when it
-        hands them over (``self._clean_logits``), else one query per sample."""
-        known = getattr(self, "_clean_logits", None)
-        if isinstance(known, torch.Tensor) and known.shape[0] == x.shape[0]:
-            return known
-        with torch.no_grad():
-            return model.logits(x)
-
 
 class QueryCounter:
     """The model as a black-box attack sees it, with every evaluation counted per sample.

@@ -19,7 +19,6 @@ the "vulnerability" an unconstrained attack reports is physically impossible.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,11 +26,12 @@ import numpy as np
 import torch
 
 from rampart.attacks.base import Attack
+from rampart.attacks.losses import is_success
 from rampart.errors import ConfigError
 from rampart.models import Classifier
 from rampart.tabular.base import check_columns
 from rampart.tabular.gradient import ConstrainedAPGD
-from rampart.tabular.region import any_violation, violations
+from rampart.tabular.region import ConstrainedRegion, any_violation, violations
 from rampart.tabular.report import TabularAuditReport
 from rampart.tabular.schema import FeatureSchema, load_schema
 from rampart.tabular.search import ConstrainedSearch
@@ -83,9 +83,6 @@ def tabular_audit(
     yt = model.to_labels(y, xt.shape[0])
     pair = pair or default_pair(model, schema, steps=steps, max_queries=max_queries, seed=seed)
     threat = ThreatModel(norm="linf", eps=float(eps), knowledge=pair.knowledge)
-    with torch.no_grad():
-        clean_pred = model.predict_logits(xt).argmax(dim=1)
-    correct = clean_pred == yt
     runs = {}
     for label, attack in (("constrained", pair.constrained), ("unconstrained", pair.unconstrained)):
         result = attack(model, xt, yt, threat)
@@ -94,6 +91,7 @@ def tabular_audit(
         runs[label] = (attack, result, found, invalid)
     c_att, c_res, _, c_invalid = runs["constrained"]
     u_att, u_res, u_found, u_invalid = runs["unconstrained"]
+    correct = c_res.clean_correct  # the attack's own clean pass: no second one on the target
     c_broken = c_res.success & correct & ~c_invalid
     u_broken = u_res.success & correct
     u_valid = u_broken & ~u_invalid
@@ -123,9 +121,6 @@ def _repaired_afterwards(model: Classifier, schema: FeatureSchema, x: torch.Tens
                          y: torch.Tensor, x_adv: torch.Tensor, eps: float) -> torch.Tensor:
     """Rows where the unconstrained adversarial, repaired onto the schema after the attack,
     is valid and still fools the model (the "attack, then project" baseline)."""
-    from rampart.attacks.losses import is_success
-    from rampart.tabular.region import ConstrainedRegion
-
     region = ConstrainedRegion(schema, x, eps)
     fixed = region.repair(x_adv)
     with torch.no_grad():
@@ -155,9 +150,4 @@ def _schema_summary(schema: FeatureSchema) -> dict[str, Any]:
             "types": kinds, "relations": [r.text for r in schema.relations]}
 
 
-def summary_rows(reports: Sequence[TabularAuditReport]) -> list[dict[str, Any]]:
-    """One flat row per report (for benchmark tables)."""
-    return [r.headline() for r in reports]
-
-
-__all__ = ["AttackPair", "default_pair", "summary_rows", "tabular_audit"]
+__all__ = ["AttackPair", "default_pair", "tabular_audit"]

@@ -7,11 +7,12 @@ runs next to it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from rampart.attacks.base import Attack
 from rampart.errors import ConfigError
-from rampart.models import Classifier
 from rampart.tabular.region import BudgetRegion, ConstrainedRegion
 from rampart.tabular.schema import FeatureSchema, load_schema
 
@@ -22,8 +23,8 @@ class SchemaAttack(Attack):
     norms = ("linf",)
 
     def __init__(self, schema: FeatureSchema | dict | str, constrained: bool = True,
-                 seed: int = 0) -> None:
-        super().__init__(seed=seed)
+                 seed: int = 0, **options: Any) -> None:
+        super().__init__(seed=seed, **options)  # options: for a second base (QueryAttack)
         self._schema = load_schema(schema)
         self.constrained = bool(constrained)
 
@@ -37,13 +38,6 @@ class SchemaAttack(Attack):
         check_columns(self._schema, x)
         region_cls = ConstrainedRegion if self.constrained else BudgetRegion
         return region_cls(self._schema, x, eps)
-
-    def _clean(self, model: Classifier, x: torch.Tensor) -> torch.Tensor:
-        """The clean logits of the batch (the base class's, or one forward pass)."""
-        if self._clean_logits is not None:
-            return self._clean_logits
-        with torch.no_grad():
-            return model.logits(x)
 
 
 def check_columns(schema: FeatureSchema, x: torch.Tensor) -> None:

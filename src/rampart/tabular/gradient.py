@@ -18,24 +18,30 @@ cheap, and the loop stays free of index bookkeeping); the loop ends when all are
 The continuous iterate is kept between steps so that steps smaller than an integer unit
 still accumulate. The APGD step rule (``step_rule="apgd"``) is APGD's: a large first step,
 momentum ``alpha`` and halving at :func:`rampart.attacks.apgd.checkpoints` when the loss
-stalls, restarting from the best point. With ``constrained=False`` the same loop runs with
-the budget alone and no repair: the unconstrained baseline an audit compares against.
+stalls, restarting from the best point and its gradient (APGD's own ``track_best`` and
+``adapt_step`` on the continuous iterate, in APGD's order). With ``constrained=False`` the
+same loop runs with the budget alone and no repair: the unconstrained baseline an audit
+compares against.
 """
 
 from __future__ import annotations
 
 import torch
 
-from rampart.attacks.apgd import checkpoint_windows
+from rampart.attacks.apgd import adapt_step, checkpoint_windows, track_best
 from rampart.attacks.base import BatchOutcome
 from rampart.attacks.best import BestPoints
-from rampart.attacks.losses import LossFn, dlr, get_loss, is_success
+from rampart.attacks.losses import LOSSES, LossFn, check_dlr_classes, dlr, is_success
 from rampart.attacks.lp import random_start
+from rampart.attacks.working import WorkingSet
 from rampart.errors import ConfigError
 from rampart.models import Classifier
 from rampart.tabular.base import SchemaAttack
 from rampart.tabular.region import BudgetRegion, any_violation
 from rampart.tabular.schema import FeatureSchema
+
+# The losses the gradient attacks accept (DLR needs 3+ classes, checked per batch).
+GRADIENT_LOSSES: dict[str, LossFn] = {**LOSSES, "dlr": dlr}
 
 
 class ConstrainedGradientAttack(SchemaAttack):
@@ -85,8 +91,8 @@ class ConstrainedGradientAttack(SchemaAttack):
             raise ConfigError(f"penalty_weight must be >= 0, got {penalty_weight}.")
         if not 0 < alpha <= 1 or not 0 < rho <= 1:
             raise ConfigError(f"alpha and rho must be in (0, 1], got {alpha} and {rho}.")
-        if loss != "dlr":
-            get_loss(loss)
+        if loss not in GRADIENT_LOSSES:
+            raise ConfigError(f"unknown loss {loss!r}; use one of {', '.join(GRADIENT_LOSSES)}.")
         self.steps = int(steps)
         self.step_rule = step_rule
         self.rel_step_size = rel_step_size
@@ -102,9 +108,6 @@ class ConstrainedGradientAttack(SchemaAttack):
         base = f"constrained-{self.step_rule}"
         return base if self.constrained else f"{self.step_rule} (unconstrained)"
 
-    def _loss_fn(self) -> LossFn:
-        return dlr if self.loss == "dlr" else get_loss(self.loss)
-
     def _attack_batch(
         self,
         model: Classifier,
@@ -115,8 +118,10 @@ class ConstrainedGradientAttack(SchemaAttack):
         eps: float,
         generator: torch.Generator,
     ) -> BatchOutcome:
+        if self.loss == "dlr":
+            check_dlr_classes(model.num_classes, targets is not None, self.name)
         region = self._region(x, eps)
-        clean = self._clean(model, x)
+        clean = self._clean_logits_of(model, x)
         best = BestPoints(x, y, targets, clean_logits=clean)
         queries = torch.ones(x.shape[0], dtype=torch.long, device=x.device)
         for _ in range(self.restarts):
@@ -144,65 +149,72 @@ class ConstrainedGradientAttack(SchemaAttack):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One run; returns the first valid adversarial point of each sample (or the input
         with its ``clean`` logits), the logits there, whether it was broken and the model
-        evaluations spent."""
+        evaluations spent.
+
+        The loop has APGD's order (``APGD._run_once``): step, evaluate, track the best point,
+        and at a checkpoint restart stalled samples from their best point and its gradient.
+        """
         n = x.shape[0]
-        loss_fn = self._loss_fn()
+        loss_fn = GRADIENT_LOSSES[self.loss]
         apgd = self.step_rule == "apgd"
         rel = self.rel_step_size or (2.0 if apgd else 2.5 / self.steps)
-        step = torch.full((n, 1), rel * eps, device=x.device, dtype=x.dtype)
         move = region.scales * region.movable
         z = x.clone()
         if self.random_start:
             z = region.project(x + random_start(x, "linf", eps, generator) * move)
-        z_prev, z_best = z, z
-        loss_best = torch.full((n,), float("-inf"), device=x.device, dtype=x.dtype)
         out_x, won = x.clone(), torch.zeros(n, dtype=torch.bool, device=x.device)
         out_logits = clean.clone()
         spent = torch.zeros(n, dtype=torch.long, device=x.device)
         marks = checkpoint_windows(self.steps) if apgd else {}
-        increases = torch.zeros(n, device=x.device)
-        last_loss, loss_at_check = loss_best.clone(), loss_best.clone()
-        halved = torch.ones(n, dtype=torch.bool, device=x.device)
-
+        logits, loss, grad = self._evaluate(model, z, y, targets, loss_fn, self.steps > 0)
+        s = WorkingSet(
+            x_adv=z, x_prev=z, grad=grad, x_best=z, grad_best=grad, loss_best=loss,
+            best_logits=logits, last_loss=loss, increases=torch.zeros_like(loss),
+            loss_at_check=loss, halved_at_check=torch.ones_like(loss, dtype=torch.bool),
+            step=torch.full((n, 1), rel * eps, device=x.device, dtype=x.dtype))
         for i in range(self.steps + 1):
             live = ~won
+            if i > 0:
+                self._step(s, region, move, won, first=i == 1)
+                logits, loss, s.grad = self._evaluate(model, s.x_adv, y, targets, loss_fn,
+                                                      i < self.steps)
+                track_best(s, logits, loss)
             spent += live.long()
-            z = z.detach().requires_grad_(i < self.steps)
-            with torch.enable_grad():
-                logits = model.logits(z)
-                loss = loss_fn(logits, y, targets)
-                if self.constrained and self.penalty_weight > 0 and self._schema.relations:
-                    loss = loss - self.penalty_weight * self._schema.penalty(z)
-            grad = torch.autograd.grad(loss.sum(), z)[0] if i < self.steps else None
-            z, loss, logits = z.detach(), loss.detach(), logits.detach()
-            candidate, cand_logits = self._candidate(model, region, z, logits, live, spent)
+            candidate, cand_logits = self._candidate(model, region, s.x_adv, logits, live, spent)
             ok = is_success(cand_logits, y, targets) & live
             if self.constrained:
                 ok &= ~any_violation(region.violations(candidate))
-            out_x[ok], out_logits[ok] = candidate[ok], cand_logits[ok]
+            out_x = torch.where(ok[:, None], candidate, out_x)
+            out_logits = torch.where(ok[:, None], cand_logits, out_logits)
             won |= ok
             if i == self.steps or bool(won.all()):
                 break
-            # Best point and APGD's stall bookkeeping, on the continuous iterate.
-            increases += (loss > last_loss).float()
-            last_loss = loss
-            better = loss > loss_best
-            loss_best = torch.where(better, loss, loss_best)
-            z_best = torch.where(better[:, None], z, z_best)
-            assert grad is not None
-            nxt = region.project(z + step * grad.sign() * move)
-            if apgd and i > 0:
-                nxt = region.project(z + self.alpha * (nxt - z) + (1 - self.alpha) * (z - z_prev))
-            nxt = torch.where(won[:, None], z, nxt)
-            z_prev, z = z, nxt
-            if (i + 1) in marks:
-                stuck = ~halved & (loss_best <= loss_at_check)
-                stall = (increases < self.rho * marks[i + 1]) | stuck
-                step = torch.where(stall[:, None], step / 2, step)
-                z = torch.where(stall[:, None], z_best, z)
-                halved, loss_at_check = stall, loss_best.clone()
-                increases.zero_()
+            if i in marks:
+                adapt_step(s, marks[i], self.rho)
         return out_x, out_logits, won, spent
+
+    def _step(self, s: WorkingSet, region: BudgetRegion, move: torch.Tensor, won: torch.Tensor,
+              first: bool) -> None:
+        """A signed gradient step in feature scales (with APGD's momentum after the first);
+        broken samples stay where they are."""
+        z = s.x_adv
+        nxt = region.project(z + s.step * s.grad.sign() * move)
+        if self.step_rule == "apgd" and not first:
+            nxt = region.project(z + self.alpha * (nxt - z) + (1 - self.alpha) * (z - s.x_prev))
+        s.x_prev, s.x_adv = z, torch.where(won[:, None], z, nxt)
+
+    def _evaluate(self, model: Classifier, z: torch.Tensor, y: torch.Tensor,
+                  targets: torch.Tensor | None, loss_fn: LossFn, need_grad: bool
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Logits, the loss minus the relations' penalty, and (when needed) its gradient."""
+        z = z.detach().requires_grad_(need_grad)
+        with torch.set_grad_enabled(need_grad):
+            logits = model.logits(z)
+            loss = loss_fn(logits, y, targets)
+            if self.constrained and self.penalty_weight > 0 and self._schema.relations:
+                loss = loss - self.penalty_weight * self._schema.penalty(z)
+        grad = torch.autograd.grad(loss.sum(), z)[0] if need_grad else None
+        return logits.detach(), loss.detach(), grad
 
     def _candidate(
         self, model: Classifier, region: BudgetRegion, z: torch.Tensor, logits: torch.Tensor,

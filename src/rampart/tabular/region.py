@@ -19,13 +19,13 @@ from rampart.tabular.schema import FeatureSchema
 
 REPAIR_ROUNDS = 3
 BOX_TOLERANCE = 1e-5
-_ROWS = frozenset({"x", "scales", "lower", "upper", "movable", "integer"})  # one row per sample
+# The attributes with one row per sample, which ``subset`` selects.
+_ROWS = frozenset({"x", "scales", "lower", "upper", "movable", "integer", "valid_lower",
+                   "valid_upper", "tol"})
 
 
 class BudgetRegion:
     """The linf budget around ``x`` in scaled units, and nothing else."""
-
-    constrained = False
 
     def __init__(self, schema: FeatureSchema, x: torch.Tensor, eps: float) -> None:
         t = schema.tensors_like(x)
@@ -51,19 +51,20 @@ class BudgetRegion:
 
 
 class ConstrainedRegion(BudgetRegion):
-    """The budget box intersected with every constraint of ``schema`` around ``x``."""
+    """The budget box intersected with every constraint of ``schema`` around ``x``.
 
-    constrained = True
+    The checker's per-row tensors (the valid bounds and the change tolerance) are computed
+    here once, not at every ``violations`` call of an attack's loop.
+    """
 
     def __init__(self, schema: FeatureSchema, x: torch.Tensor, eps: float) -> None:
         super().__init__(schema, x, eps)
         t = schema.tensors_like(x)
         mutable = t["mutable"].expand_as(x)
-        onehot = torch.zeros(x.shape[1], dtype=torch.bool, device=x.device)
-        for cols in schema.groups:
-            onehot[cols] = True
-        onehot = onehot.expand_as(x)
-        lower, upper = relative_bounds(schema, x)
+        onehot = t["onehot"].expand_as(x)
+        lower, upper = relative_bounds(schema, x, t)
+        self.valid_lower, self.valid_upper = torch.minimum(lower, x), torch.maximum(upper, x)
+        self.tol = change_tolerance(x)
         # A mutable category may switch to any other; numeric features keep the budget.
         lower = torch.where(onehot, lower, torch.maximum(lower, self.lower))
         upper = torch.where(onehot, upper, torch.minimum(upper, self.upper))
@@ -75,7 +76,6 @@ class ConstrainedRegion(BudgetRegion):
         self.upper = torch.where(integer, torch.maximum(upper.floor(), x), upper)
         self.movable = mutable
         self.integer = integer
-        self.allowed = t["mutable"]
 
     def repair(self, z: torch.Tensor) -> torch.Tensor:
         """A valid point near ``z``: box, one-hot argmax, relations solved, integers rounded.
@@ -89,18 +89,23 @@ class ConstrainedRegion(BudgetRegion):
             z[:, cols] = torch.nn.functional.one_hot(block.argmax(dim=1), len(cols)).to(z.dtype)
         for _ in range(REPAIR_ROUNDS):
             for relation in self.schema.relations:
-                z = relation.solve(z, self.allowed)
+                z = relation.solve(z)
             z = self.project(torch.where(self.integer, z.round(), z))
         return z
 
     def violations(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """The constraints each row of ``z`` breaks: a boolean ``(n,)`` mask per kind."""
-        return violations(self.schema, self.x, z, budget=(self.lower, self.upper))
+        with torch.no_grad():
+            return _violations(self.schema, self.x, z, self.movable, self.integer,
+                               (self.valid_lower, self.valid_upper), self.tol,
+                               (self.lower, self.upper))
 
 
-def relative_bounds(schema: FeatureSchema, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The fixed and input-relative bounds of every element of ``x`` (no attack budget)."""
-    t = schema.tensors_like(x)
+def relative_bounds(schema: FeatureSchema, x: torch.Tensor,
+                    t: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed and input-relative bounds of every element of ``x`` (no attack budget);
+    ``t`` is ``schema.tensors_like(x)`` when the caller has it."""
+    t = schema.tensors_like(x) if t is None else t
     # inf * 0 (no relative bound, input 0) is NaN: no bound there either.
     dec = torch.nan_to_num(t["max_rel_decrease"] * x.abs(), nan=float("inf"))
     inc = torch.nan_to_num(t["max_rel_increase"] * x.abs(), nan=float("inf"))
@@ -123,24 +128,43 @@ def violations(
     """
     with torch.no_grad():
         t = schema.tensors_like(x)
-        tol = BOX_TOLERANCE * (1.0 + x.abs())
-        changed = (z - x).abs() > tol
-        out = {"immutable": (changed & ~t["mutable"]).any(dim=1)}
-        out["integer"] = (t["integer"] & ((z - z.round()).abs() > 1e-4)).any(dim=1)
-        onehot = torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
-        for cols in schema.groups:
-            block = z[:, cols]
-            ok = ((block - block.round()).abs() <= 1e-4).all(dim=1) & \
-                ((block.round().sum(dim=1) - 1).abs() < 0.5) & (block.round() >= 0).all(dim=1)
-            onehot |= ~ok
-        out["one-hot"] = onehot
-        lower, upper = relative_bounds(schema, x)
-        lower, upper = torch.minimum(lower, x), torch.maximum(upper, x)
-        out["bounds"] = ((z < lower - tol) | (z > upper + tol)).any(dim=1)
-        if budget is not None:
-            out["budget"] = ((z < budget[0] - tol) | (z > budget[1] + tol)).any(dim=1)
-        for relation in schema.relations:
-            out[f"relation: {relation.text}"] = ~relation.satisfied(z)
+        lower, upper = relative_bounds(schema, x, t)
+        valid = (torch.minimum(lower, x), torch.maximum(upper, x))
+        return _violations(schema, x, z, t["mutable"], t["integer"], valid, change_tolerance(x),
+                           budget)
+
+
+def change_tolerance(x: torch.Tensor) -> torch.Tensor:
+    """How far an element of ``x`` may move and still count as unchanged (or in a bound)."""
+    return BOX_TOLERANCE * (1.0 + x.abs())
+
+
+def _violations(
+    schema: FeatureSchema,
+    x: torch.Tensor,
+    z: torch.Tensor,
+    mutable: torch.Tensor,
+    integer: torch.Tensor,
+    valid: tuple[torch.Tensor, torch.Tensor],
+    tol: torch.Tensor,
+    budget: tuple[torch.Tensor, torch.Tensor] | None,
+) -> dict[str, torch.Tensor]:
+    """:func:`violations` from the per-column masks and per-element bounds it needs."""
+    changed = (z - x).abs() > tol
+    out = {"immutable": (changed & ~mutable).any(dim=1)}
+    out["integer"] = (integer & ((z - z.round()).abs() > 1e-4)).any(dim=1)
+    onehot = torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
+    for cols in schema.groups:
+        block = z[:, cols]
+        ok = ((block - block.round()).abs() <= 1e-4).all(dim=1) & \
+            ((block.round().sum(dim=1) - 1).abs() < 0.5) & (block.round() >= 0).all(dim=1)
+        onehot |= ~ok
+    out["one-hot"] = onehot
+    out["bounds"] = ((z < valid[0] - tol) | (z > valid[1] + tol)).any(dim=1)
+    if budget is not None:
+        out["budget"] = ((z < budget[0] - tol) | (z > budget[1] + tol)).any(dim=1)
+    for relation in schema.relations:
+        out[f"relation: {relation.text}"] = ~relation.satisfied(z)
     return out
 
 

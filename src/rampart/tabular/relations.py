@@ -41,7 +41,6 @@ class Relation:
     op: str
     left: Compiled = field(repr=False)
     right: Compiled = field(repr=False)
-    columns: tuple[str, ...]
     # Where the repair step may write: (column index, side) for a side that is one column.
     solvable: tuple[tuple[int, str], ...] = ()
     atol: float = 1e-4
@@ -53,44 +52,34 @@ class Relation:
 
     def violation(self, x: torch.Tensor) -> torch.Tensor:
         """How far each row is from satisfying the relation (0 when it does); NaN -> inf."""
-        left, right = self.sides(x)
-        if self.op == "<=":
-            v = (left - right).clamp_min(0)
-        elif self.op == ">=":
-            v = (right - left).clamp_min(0)
-        else:
-            v = (left - right).abs()
-        return torch.nan_to_num(v, nan=float("inf"))
+        return self._violation(*self.sides(x))
 
     def penalty(self, x: torch.Tensor) -> torch.Tensor:
         """The violation relative to the size of both sides, for an attack's loss."""
         left, right = self.sides(x)
         size = (left.abs() + right.abs()).detach() + 1.0
-        return torch.nan_to_num(self.violation(x), posinf=1e6) / size
+        return torch.nan_to_num(self._violation(left, right), posinf=1e6) / size
 
     def tolerance(self, x: torch.Tensor) -> torch.Tensor:
         """The largest violation the checker accepts for each row."""
-        left, right = self.sides(x)
-        return self.atol + self.rtol * torch.maximum(left.abs(), right.abs())
+        return self._tolerance(*self.sides(x))
 
     def satisfied(self, x: torch.Tensor) -> torch.Tensor:
         """The checker: a boolean per row."""
         with torch.no_grad():
-            return self.violation(x) <= self.tolerance(x)
-
-    def solve(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        """Repair rows that violate the relation by moving one single-column side.
-
-        ``allowed[j]`` says whether column ``j`` may change (mutable, not frozen). Rows that
-        already satisfy the relation are left alone; returns a new tensor.
-        """
-        bad = ~self.satisfied(x)
-        if not bool(bad.any()):
-            return x
-        for j, side in self.solvable:
-            if not bool(allowed[j]):
-                continue
             left, right = self.sides(x)
+            return self._violation(left, right) <= self._tolerance(left, right)
+
+    def solve(self, x: torch.Tensor) -> torch.Tensor:
+        """Repair rows that violate the relation by moving one single-column side (the first
+        of ``solvable``: only mutable columns are listed there). Rows that already satisfy the
+        relation keep their value; returns a new tensor (``x`` when nothing is solvable)."""
+        if not self.solvable:
+            return x
+        j, side = self.solvable[0]
+        with torch.no_grad():
+            left, right = self.sides(x)
+            bad = ~(self._violation(left, right) <= self._tolerance(left, right))  # NaN: bad
             other = right if side == "left" else left
             own = left if side == "left" else right
             # The relation read from the column's side: col (op) other.
@@ -103,8 +92,19 @@ class Relation:
                 target = torch.maximum(own, other)
             out = x.clone()
             out[:, j] = torch.where(bad, target, x[:, j])
-            return out
-        return x
+        return out
+
+    def _violation(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        if self.op == "<=":
+            v = (left - right).clamp_min(0)
+        elif self.op == ">=":
+            v = (right - left).clamp_min(0)
+        else:
+            v = (left - right).abs()
+        return torch.nan_to_num(v, nan=float("inf"))
+
+    def _tolerance(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        return self.atol + self.rtol * torch.maximum(left.abs(), right.abs())
 
 
 def compile_relation(
@@ -123,7 +123,6 @@ def compile_relation(
     """
     tree = parse_relation(text)
     _check_names(tree, index, groups or {})
-    names = tuple(dict.fromkeys(c.name for c in columns_of(tree.left) + columns_of(tree.right)))
     solvable = []
     for side, node in (("left", tree.left), ("right", tree.right)):
         if isinstance(node, Column) and node.name in mutable:
@@ -132,7 +131,7 @@ def compile_relation(
                 solvable.append((index[node.name], side))
     return Relation(
         text=text, op=tree.op, left=compile_expression(tree.left, index),
-        right=compile_expression(tree.right, index), columns=names,
+        right=compile_expression(tree.right, index),
         solvable=tuple(solvable), atol=float(atol), rtol=float(rtol),
     )
 

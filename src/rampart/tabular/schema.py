@@ -41,7 +41,8 @@ _SHOWN_ROWS = 5
 class FeatureSchema:
     """A compiled feature schema over ``columns`` (the data's column order).
 
-    Tensors (float32, one entry per column): ``mutable`` and ``integer`` (bool), ``lower`` /
+    Tensors (float32, one entry per column): ``mutable``, ``integer`` and ``onehot`` (bool;
+    ``onehot``: the column belongs to a categorical feature's group), ``lower`` /
     ``upper`` (fixed bounds, +-inf when none), ``max_increase`` / ``max_decrease`` (absolute,
     inf when none), ``max_rel_increase`` / ``max_rel_decrease`` (fractions, inf when none),
     ``scales`` (the unit of the attack budget). ``groups`` lists the column indices of each
@@ -49,7 +50,6 @@ class FeatureSchema:
     """
 
     def __init__(self, spec: SchemaSpec) -> None:
-        self.spec = spec
         self.features: list[FeatureSpec] = list(spec.features)
         self.columns: list[str] = [c for f in self.features for c in f.column_names]
         self.index: dict[str, int] = {c: i for i, c in enumerate(self.columns)}
@@ -58,6 +58,7 @@ class FeatureSchema:
         inf = math.inf
         self.mutable = torch.zeros(d, dtype=torch.bool)
         self.integer = torch.zeros(d, dtype=torch.bool)
+        self.onehot = torch.zeros(d, dtype=torch.bool)
         self.lower = torch.full((d,), -inf)
         self.upper = torch.full((d,), inf)
         self.max_increase = torch.full((d,), inf)
@@ -74,6 +75,7 @@ class FeatureSchema:
             self.mutable[cols] = f.mutable
             if f.type == "categorical":
                 self.groups.append(cols)
+                self.onehot[cols] = True
                 self.lower[cols], self.upper[cols] = 0.0, 1.0
                 self.integer[cols] = True
                 self._fixed_scale[cols] = True
@@ -160,6 +162,7 @@ class FeatureSchema:
         out = {k: getattr(self, k).to(device=x.device, dtype=x.dtype) for k in names}
         out["mutable"] = self.mutable.to(x.device)
         out["integer"] = self.integer.to(x.device)
+        out["onehot"] = self.onehot.to(x.device)
         return out
 
     def check_data(self, x: torch.Tensor | np.ndarray, where: str = "the data",
@@ -176,8 +179,7 @@ class FeatureSchema:
                 f"{where} has shape {tuple(xt.shape)} but the schema declares "
                 f"{len(self.columns)} columns ({', '.join(self.columns[:8])}"
                 f"{' ...' if len(self.columns) > 8 else ''}); give the rows in that order.")
-        t = {k: v.double() if v.is_floating_point() else v
-             for k, v in self.tensors_like(xt.float()).items()}
+        t = self.tensors_like(xt)
         finite = torch.isfinite(xt)
         self._refuse(~finite, where, first_row, "is empty, NaN or infinite",
                      "fill or drop those rows")

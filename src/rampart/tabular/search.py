@@ -7,8 +7,10 @@ For models rampart can only query (scikit-learn trees and gradient boosting thro
 to a random point or a corner of the budget, and now and then a mutable category switched),
 each repaired onto the schema (``ConstrainedRegion.repair``) and checked; the valid candidate
 with the highest margin replaces the current point when it is better. All candidates of all
-samples go to the model in one batched call per round. A sample stops when it is broken by a
-valid point or when its next round would exceed ``max_queries``.
+samples go to the model in one batched call per round (``QueryCounter``, which counts them).
+A sample stops when it is broken by a valid point or when its next round would exceed its
+query budget: ``max_queries``, or the threat model's ``query_budget`` when set (as for every
+``QueryAttack``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 
 from rampart.attacks.base import BatchOutcome
 from rampart.attacks.losses import is_success, margin
+from rampart.attacks.queries import QueryAttack
 from rampart.errors import ConfigError
 from rampart.models import Classifier
 from rampart.tabular.base import SchemaAttack
@@ -24,12 +27,13 @@ from rampart.tabular.region import BudgetRegion, any_violation
 from rampart.tabular.schema import FeatureSchema
 
 
-class ConstrainedSearch(SchemaAttack):
+class ConstrainedSearch(SchemaAttack, QueryAttack):
     """Query-only constrained search (see the module docstring).
 
     Args:
         schema: the ``FeatureSchema`` (or a dict / YAML path) the data follows.
-        max_queries: the most model queries per sample, the clean query included.
+        max_queries: the most model queries per sample, the clean query included (kept as
+            ``n_queries``, like every ``QueryAttack``'s; a threat's ``query_budget`` wins).
         population: candidates per sample and round.
         mutation_rate: the share of mutable columns a candidate moves (at least one).
         switch_rate: the chance that a candidate switches each mutable one-hot group.
@@ -52,7 +56,7 @@ class ConstrainedSearch(SchemaAttack):
         constrained: bool = True,
         seed: int = 0,
     ) -> None:
-        super().__init__(schema, constrained=constrained, seed=seed)
+        super().__init__(schema, constrained=constrained, seed=seed, n_queries=max_queries)
         if population < 1:
             raise ConfigError(f"population must be at least 1, got {population}.")
         if max_queries < population + 1:
@@ -62,7 +66,6 @@ class ConstrainedSearch(SchemaAttack):
                            ("corner_rate", corner_rate)):
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{key} must be in [0, 1], got {value}.")
-        self.max_queries = int(max_queries)
         self.population = int(population)
         self.mutation_rate = float(mutation_rate)
         self.switch_rate = float(switch_rate)
@@ -82,25 +85,24 @@ class ConstrainedSearch(SchemaAttack):
         eps: float,
         generator: torch.Generator,
     ) -> BatchOutcome:
+        p, budget = self.population, self._budget
+        if budget < p + 1:
+            raise ConfigError(f"the query budget ({budget}) must leave room for the clean query "
+                              f"and one round of {p} candidates; raise it or lower population.")
         region = self._region(x, eps)
-        n = x.shape[0]
-        p = self.population
-        clean = self._clean(model, x)
+        counter, clean, _ = self._open_batch(model, x, y, targets)
         current, cur_logits = x.clone(), clean.clone()
         score = margin(clean, y, targets)
         won = is_success(clean, y, targets)
-        queries = torch.ones(n, dtype=torch.long, device=x.device)
-        rounds = (self.max_queries - 1) // p
-        for _ in range(rounds):
+        while True:
             live = (~won).nonzero().flatten()
+            live = live[counter.left(budget, live) >= p]
             if live.numel() == 0:
                 break
             rows_p = live.repeat_interleave(p)
             sub = region.subset(rows_p)
             cand = self._mutate(sub, current[rows_p], generator)
-            with torch.no_grad():
-                logits = torch.cat([model.logits(c) for c in cand.split(model.batch_size)])
-            queries[live] += p
+            logits = counter.logits(cand, rows_p)
             yl = y[live].repeat_interleave(p)
             tl = None if targets is None else targets[live].repeat_interleave(p)
             cand_score = margin(logits, yl, tl)
@@ -117,19 +119,16 @@ class ConstrainedSearch(SchemaAttack):
             score[rows] = best_score[better]
             won[rows] = is_success(cur_logits[rows], y[rows],
                                    None if targets is None else targets[rows])
-        return BatchOutcome(x_adv=current, adv_logits=cur_logits, queries=queries)
+        return BatchOutcome(x_adv=current, adv_logits=cur_logits, queries=counter.spent)
 
     def _mutate(self, region: BudgetRegion, base: torch.Tensor,
                 generator: torch.Generator) -> torch.Tensor:
         """``base`` with random mutable columns moved inside the budget, then repaired."""
         kw = {"generator": generator, "device": base.device}
         m, d = base.shape
-        numeric = region.movable.clone()
-        onehot = torch.zeros(d, dtype=torch.bool, device=base.device)
+        numeric = region.movable
         if self.constrained:  # the unconstrained search moves one-hot columns like numbers
-            for cols in self._schema.groups:
-                onehot[cols] = True
-        numeric &= ~onehot
+            numeric = numeric & ~self._schema.onehot.to(base.device)
         chosen = (torch.rand(m, d, **kw) < self.mutation_rate) & numeric
         # At least one movable column per candidate (when it has any).
         weights = numeric.float()
